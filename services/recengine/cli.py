@@ -1,0 +1,190 @@
+"""``recengine`` command line: trainer, index, api, generate, eval, demo.
+
+Every setting of :class:`recengine.config.Settings` is also a flag (``--batch-size 4096``) and
+an environment variable (``RECENGINE_BATCH_SIZE``); flags win. A bad setting, URL or file stops
+the command with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from recengine.config import Settings
+from recengine.errors import ConfigError, RecEngineError
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (also RECENGINE_<NAME> environment variables)")
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            group.add_argument(flag, dest=f.name, default=None,
+                               type=lambda v: v.lower() in ("1", "true", "yes", "on"),
+                               metavar="BOOL")
+        else:
+            group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper())
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {f.name for f in fields(Settings)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def _settings(args: argparse.Namespace, **forced: Any) -> Settings:
+    return Settings.load({**_overrides(args), **forced})
+
+
+def cmd_trainer(args: argparse.Namespace) -> int:
+    from recengine.trainer.run import run_trainer
+
+    return run_trainer(_settings(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from recengine import serve
+
+    settings = _settings(args)
+    # Open what the app will open, so a bad URL fails here with one line, not in a worker.
+    if args.service == "index":
+        from recengine.artifacts import open_artifact_store
+
+        open_artifact_store(settings.url("artifacts"))
+    else:
+        from recengine.api.app import create_app
+
+        create_app(settings)
+    argv = serve.gunicorn_argv(args.service, args.bind, args.workers, args.threads)
+    os.execvpe(argv[0], argv, serve.settings_env(settings))
+    return 0  # not reached
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from recengine.synth import SynthConfig, write_stream
+
+    out = Path(args.out)
+    if not out.parent.exists():
+        raise ConfigError(f"output directory {out.parent} does not exist")
+    config = SynthConfig(events=args.events, users=args.users, items=args.items,
+                         seed=args.seed, malformed_rate=args.malformed_rate)
+    summary = write_stream(out, config, args.format)
+    print(json.dumps({"path": str(out), **vars(summary)} if hasattr(summary, "__dict__")
+                     else {"path": str(out)}, default=str))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from recengine.evaluate import evaluate_file
+
+    path = Path(args.events)
+    if not path.is_file():
+        raise ConfigError(f"events file {path} does not exist")
+    settings = _settings(args, follow=False)
+    result = evaluate_file(path, settings, fmt=args.format or "auto", progress=not args.json,
+                           plot=args.plot)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"events {result['events']}  evaluated {result['evaluated']}  "
+              f"rejected {result['rejected']}")
+        print(f"recall@10  model {result['recall_at_10']:.4f}  "
+              f"popularity {result['popularity_recall_at_10']:.4f}  "
+              f"({result['recall_at_10'] / max(result['popularity_recall_at_10'], 1e-12):.2f}x)")
+        print(f"{result['events_per_second']:.0f} events/s")
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from recengine.demo import run_demo
+
+    return run_demo(args, _overrides(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recengine", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("trainer", help="learn from the event stream, publish versions")
+    _settings_flags(p)
+    p.set_defaults(func=cmd_trainer)
+
+    for service, port in (("index", 8081), ("api", 8080)):
+        p = sub.add_parser(service, help=f"serve the {service} app under gunicorn")
+        p.add_argument("--bind", default=f"0.0.0.0:{port}")
+        p.add_argument("--workers", type=int, default=2)
+        p.add_argument("--threads", type=int, default=1)
+        _settings_flags(p)
+        p.set_defaults(func=cmd_serve, service=service)
+
+    p = sub.add_parser("generate", help="write a synthetic event stream")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", choices=("jsonl", "csv", "tsv"), default="jsonl")
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--users", type=int, default=5_000)
+    p.add_argument("--items", type=int, default=3_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--malformed-rate", type=float, default=0.005)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("eval", help="prequential evaluation of the trainer on a file")
+    p.add_argument("--events", required=True, help="JSON lines, CSV or TSV file")
+    p.add_argument("--format", choices=("csv", "tsv", "jsonl"), default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", default=None, help="write recall over the stream to this PNG")
+    _settings_flags(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("demo", help="the whole engine on this machine, no servers needed")
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--json", action="store_true", help="print one final JSON object")
+    p.add_argument("--serve", action="store_true", help="keep the services up until Ctrl-C")
+    p.add_argument("--keep", action="store_true", help="keep the data directory")
+    _settings_flags(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"recengine: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except RecEngineError as exc:
+        print(f"recengine: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` so the trainer finishes its batch and checkpoints."""
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

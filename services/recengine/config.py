@@ -1,0 +1,340 @@
+"""One settings object, built from ``RECENGINE_*`` environment variables and CLI flags.
+
+Configuration flows one way: environment / CLI -> :class:`Settings` -> constructors. This is the
+only module that reads ``os.environ``. Every field is validated here so a bad value stops the
+process at start-up with one readable line (see :class:`recengine.errors.ConfigError`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from recengine.errors import ConfigError
+
+ENV_PREFIX = "RECENGINE_"
+
+#: Schemes accepted per backend role; the first is the embedded default. The production
+#: schemes of DESIGN.md (kafka, mongodb, redis) join these as their backends land.
+SCHEMES: dict[str, tuple[str, ...]] = {
+    "events": ("file",),
+    "dlq": ("file",),
+    "users": ("sqlite",),
+    "cache": ("memory",),
+    "artifacts": ("file",),
+    "metrics": ("off", "statsd"),
+    "index": ("http",),
+}
+
+
+@dataclass(frozen=True)
+class BackendURL:
+    """A parsed backend URL: ``scheme://host:port/path?query``."""
+
+    role: str
+    raw: str
+    scheme: str
+    host: str
+    port: int | None
+    path: str
+    query: dict[str, str]
+
+    @property
+    def file_path(self) -> Path:
+        """The local path of a ``file://`` or ``sqlite:///`` URL."""
+        return Path(self.path)
+
+
+def parse_url(role: str, raw: str) -> BackendURL:
+    """Parse and validate the URL of one backend role, raising ConfigError on anything odd."""
+    allowed = SCHEMES[role]
+    if raw in ("", "off") and "off" in allowed:
+        return BackendURL(role, raw, "off", "", None, "", {})
+    if "://" not in raw:
+        raise ConfigError(
+            f"{role} URL {raw!r} has no scheme; expected one of "
+            + ", ".join(f"{s}://" for s in allowed)
+        )
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{role} URL {raw!r} is malformed: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme == "mongodb+srv":
+        scheme = "mongodb"
+    if scheme == "https":
+        scheme = "http"
+    if scheme not in allowed:
+        raise ConfigError(
+            f"{role} URL {raw!r} has unknown scheme {parts.scheme!r}; expected one of "
+            + ", ".join(f"{s}://" for s in allowed)
+        )
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    host = parts.hostname or ""
+    path = parts.path
+    if scheme == "file":
+        # file://relative/path and file:///absolute/path are both accepted.
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path:
+            raise ConfigError(f"{role} URL {raw!r} names no file")
+    elif scheme == "sqlite":
+        # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
+        path = raw.split("://", 1)[1].split("?", 1)[0]
+        path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise ConfigError(f"{role} URL {raw!r} names no database file (sqlite:///path)")
+    elif scheme in ("kafka", "redis", "mongodb", "statsd", "http") and not host:
+        raise ConfigError(f"{role} URL {raw!r} names no host")
+    return BackendURL(role, raw, scheme, host, port, path, query)
+
+
+def _parse_weights(raw: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"event weights {raw!r} must look like 'view=1,click=2,purchase=4'"
+            ) from None
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of every recengine process. Field docs double as the configuration reference.
+
+    Each field ``x`` is read from ``RECENGINE_X`` and from the CLI flag ``--x``.
+    """
+
+    # --- where things live -------------------------------------------------------------------
+    name: str = "recengine"
+    """Engine name: prefix of Kafka topics (``<name>.events``), Mongo collections and Redis keys."""
+    data_dir: str = "./recengine-data"
+    """Base directory for the embedded defaults (events file, SQLite, artifacts)."""
+    events_url: str = ""
+    """Event stream: ``file://events.jsonl`` (default under data_dir) or ``kafka://host:port``."""
+    events_format: str = "auto"
+    """Format of a file stream: ``auto`` (by extension), ``jsonl``, ``csv`` or ``tsv``."""
+    dlq_url: str = ""
+    """Dead-letter sink for rejected events: ``file://…`` (default) or ``kafka://host:port``."""
+    users_url: str = ""
+    """User store: ``sqlite:///path`` (default) or ``mongodb://…``."""
+    cache_url: str = "memory://"
+    """Cache for item metadata, popular items, hot user vectors: ``memory://`` or ``redis://…``."""
+    artifacts_url: str = ""
+    """Checkpoints and embedding versions: ``file:///dir`` (default) or ``mongodb://…`` (GridFS)."""
+    metrics_url: str = "off"
+    """Metrics: ``off`` or ``statsd://host:8125``."""
+    index_url: str = "http://127.0.0.1:8081"
+    """Where the API finds the index service."""
+    index_version: str = "latest"
+    """Embedding version the index service loads: a number or ``latest``."""
+
+    # --- model and learning --------------------------------------------------------------------
+    dim: int = 64
+    """Embedding dimension k of the GMF model."""
+    growth: float = 0.10
+    """Relative growth of an embedding table when a new user or item overflows it."""
+    initial_users: int = 1024
+    """Initial rows of the user table."""
+    initial_items: int = 1024
+    """Initial rows of the item table."""
+    lr: float = 0.05
+    """SGD learning rate of incremental updates."""
+    reg: float = 0.002
+    """L2 regularisation (weight decay on the rows an update touches)."""
+    negatives: int = 64
+    """Uniform negatives sampled per micro-batch round and shared by its events (BPR)."""
+    passes: int = 2
+    """SGD passes over each micro-batch."""
+    optimizer: str = "sgd"
+    """Optimizer of incremental updates: ``sgd`` or ``adagrad`` (both support sparse rows)."""
+    event_weights: str = "view=1,click=1.5,add_to_cart=2,purchase=3,rating=1"
+    """Weight per event type; unknown types get 1."""
+    batch_size: int = 2048
+    """Maximum events per micro-batch."""
+    batch_latency_s: float = 0.2
+    """Maximum time a micro-batch waits to fill before it is learned."""
+    recent_items: int = 10
+    """How many of a user's most recent items are kept for the item-to-item signal."""
+    neighbours: int = 50
+    """Item-to-item neighbours kept per item (a Space-Saving sketch per item)."""
+    cooc_half_life_s: float = 30 * 86400.0
+    """Half-life of item-to-item co-occurrence weights."""
+    recency_decay: float = 0.75
+    """Weight of the n-th most recent item is recency_decay**n when scoring item-to-item."""
+    blend: float = 0.3
+    """Weight of the model (MF) rank score next to the item-to-item score."""
+    candidates: int = 200
+    """MF candidates (top by inner product) considered by the blend."""
+
+    # --- popularity ----------------------------------------------------------------------------
+    popularity_half_life_s: float = 7 * 86400.0
+    """Half-life of the time-decayed popularity sketch."""
+    popularity_capacity: int = 2000
+    """Counters in the popularity heavy-hitters sketch (overall; per category a quarter)."""
+
+    # --- evaluation ----------------------------------------------------------------------------
+    eval_k: int = 10
+    """k of the rolling recall@k."""
+    eval_sample: float = 0.1
+    """Fraction of events evaluated prequentially by the live trainer (1.0 = all)."""
+    eval_window: int = 20000
+    """Evaluated events in the rolling recall window."""
+
+    # --- trainer cadence -------------------------------------------------------------------------
+    flush_interval_s: float = 1.0
+    """How often user vectors and recent items go to the user store and cache."""
+    checkpoint_interval_s: float = 30.0
+    """How often a checkpoint is written (also at every publish and at shutdown)."""
+    checkpoint_every_events: int = 200_000
+    """Write a checkpoint after this many events even if the interval has not passed."""
+    checkpoints_kept: int = 3
+    """Checkpoints retained in the artifact store."""
+    publish_every_events: int = 100_000
+    """Publish an embedding version after this many new events..."""
+    publish_interval_s: float = 300.0
+    """...or after this many seconds with new events, whichever comes first."""
+    versions_kept: int = 10
+    """Embedding versions retained (the newest ones; a pinned or served one is never pruned)."""
+    index_type: str = "auto"
+    """faiss index: ``auto`` (Flat < 50k items, HNSW above), ``flat``, ``ivf`` or ``hnsw``."""
+    follow: bool = True
+    """Trainer keeps reading a file stream as it grows (False: stop at its end)."""
+
+    # --- API -----------------------------------------------------------------------------------
+    api_max_body_bytes: int = 1_048_576
+    """Largest POST /events body accepted."""
+    api_max_batch: int = 1000
+    """Most events accepted in one POST /events."""
+    index_timeout_s: float = 0.5
+    """Timeout of one API call to the index service."""
+
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[bool, str]] = [
+            (self.dim > 0, "dim must be positive"),
+            (0 < self.growth <= 10, "growth must be in (0, 10]"),
+            (self.lr > 0, "lr must be positive"),
+            (self.reg >= 0, "reg must be >= 0"),
+            (self.negatives > 0, "negatives must be positive"),
+            (self.passes > 0, "passes must be positive"),
+            (self.batch_size > 0, "batch_size must be positive"),
+            (self.batch_latency_s >= 0, "batch_latency_s must be >= 0"),
+            (0.0 <= self.eval_sample <= 1.0, "eval_sample must be in [0, 1]"),
+            (self.eval_k > 0, "eval_k must be positive"),
+            (self.optimizer in ("sgd", "adagrad"), "optimizer must be sgd or adagrad"),
+            (
+                self.index_type in ("auto", "flat", "ivf", "hnsw"),
+                "index_type must be auto, flat, ivf or hnsw",
+            ),
+            (
+                self.events_format in ("auto", "jsonl", "csv", "tsv"),
+                "events_format must be auto, jsonl, csv or tsv",
+            ),
+            (self.recent_items > 0, "recent_items must be positive"),
+            (self.neighbours > 0, "neighbours must be positive"),
+            (0 < self.recency_decay <= 1, "recency_decay must be in (0, 1]"),
+            (self.blend >= 0, "blend must be >= 0"),
+            (self.candidates >= 10, "candidates must be >= 10"),
+            (self.popularity_capacity >= 10, "popularity_capacity must be >= 10"),
+            (self.versions_kept >= 1, "versions_kept must be >= 1"),
+            (self.checkpoints_kept >= 1, "checkpoints_kept must be >= 1"),
+            (self.index_version == "latest" or self.index_version.isdigit(),
+             "index_version must be a number or 'latest'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        _parse_weights(self.event_weights)
+        for role in ("events", "dlq", "users", "cache", "artifacts", "metrics", "index"):
+            parse_url(role, getattr(self, f"{role}_url"))
+
+    # --- derived -------------------------------------------------------------------------------
+    def url(self, role: str) -> BackendURL:
+        """The parsed URL of a backend role."""
+        return parse_url(role, getattr(self, f"{role}_url"))
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Event type -> weight."""
+        return _parse_weights(self.event_weights)
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.name}.events"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.name}.events.dlq"
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings: defaults < ``RECENGINE_*`` environment < explicit overrides (CLI)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            key = ENV_PREFIX + f.name.upper()
+            if key in env:
+                values[f.name] = _coerce(f.name, f.type, env[key])
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            ftype = next((f.type for f in fields(cls) if f.name == name), None)
+            if ftype is None:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _coerce(name, ftype, value) if isinstance(value, str) else value
+        data_dir = str(values.get("data_dir", cls.data_dir))
+        defaults = {
+            "events_url": f"file://{Path(data_dir, 'events.jsonl').as_posix()}",
+            "dlq_url": f"file://{Path(data_dir, 'events.dlq.jsonl').as_posix()}",
+            "users_url": f"sqlite:///{Path(data_dir, 'users.db').as_posix()}",
+            "artifacts_url": f"file://{Path(data_dir, 'artifacts').as_posix()}",
+        }
+        for name, default in defaults.items():
+            if not values.get(name):
+                values[name] = default
+        return cls(**values)
+
+
+def _coerce(name: str, ftype: Any, raw: str) -> Any:
+    kind = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"setting {name} = {raw!r} is not a valid {kind}") from None
+    return raw
+
+
+def setting_names() -> list[str]:
+    """Names of all settings (for CLI flags and the configuration reference)."""
+    return [f.name for f in fields(Settings) if f.name != "extra"]

@@ -1,0 +1,143 @@
+"""Prequential (test-then-train) evaluation: recall@k of the model beside popularity's.
+
+Before a round of events is learned, each evaluated event's user gets a top-k list over all
+items seen so far minus the items that user already consumed; a hit is the event's true item in
+that list (an item never seen before is a miss). The same list is made from the time-decayed
+popularity sketch, the baseline every quality figure is compared with. Counts are kept both in
+total and over a rolling window of the last ``window`` evaluated events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class SeenItems:
+    """Each user's consumed item rows, for exclusion (optionally only the last ``limit``)."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self.items: dict[int, list[int]] = {}
+
+    def add(self, users: np.ndarray, items: np.ndarray) -> None:
+        get = self.items.setdefault
+        limit = self.limit
+        for u, i in zip(users.tolist(), items.tolist(), strict=True):
+            lst = get(u, [])
+            lst.append(i)
+            if limit is not None and len(lst) > 2 * limit:
+                del lst[:-limit]
+
+    def of(self, user: int) -> list[int]:
+        return self.items.get(user, [])
+
+    def mask(self, users: np.ndarray, n_items: int) -> np.ndarray:
+        """A (b, n_items) bool mask of seen items."""
+        out = np.zeros((len(users), n_items), dtype=bool)
+        for b, u in enumerate(users.tolist()):
+            seen = self.items.get(u)
+            if seen:
+                idx = np.asarray(seen, dtype=np.int64)
+                out[b, idx[idx < n_items]] = True
+        return out
+
+    def state(self) -> dict:
+        return {"limit": self.limit, "items": self.items}
+
+    @classmethod
+    def from_state(cls, state: dict) -> SeenItems:
+        s = cls(state["limit"])
+        s.items = {int(k): list(v) for k, v in state["items"].items()}
+        return s
+
+
+@dataclass
+class RecallTracker:
+    """Total and rolling hit counts of the model and of the popularity baseline."""
+
+    k: int = 10
+    window: int = 20000
+    evaluated: int = 0
+    hits: int = 0
+    pop_hits: int = 0
+    ring: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), dtype=np.int8))
+    pos: int = 0
+    curve: list[tuple[int, float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.ring) != self.window:
+            self.ring = np.zeros((self.window, 2), dtype=np.int8)
+
+    def record(self, hits: np.ndarray, pop_hits: np.ndarray, events_so_far: int) -> None:
+        n = len(hits)
+        if n == 0:
+            return
+        self.hits += int(hits.sum())
+        self.pop_hits += int(pop_hits.sum())
+        idx = (self.pos + np.arange(n)) % self.window
+        self.ring[idx, 0] = hits
+        self.ring[idx, 1] = pop_hits
+        self.pos += n
+        before = self.evaluated
+        self.evaluated += n
+        step = max(100, self.window // 10)
+        if self.evaluated // step > before // step:
+            r, p = self.rolling()
+            self.curve.append((events_so_far, r, p))
+
+    def rolling(self) -> tuple[float, float]:
+        """Rolling recall@k of the model and of popularity."""
+        n = min(self.evaluated, self.window)
+        if n == 0:
+            return 0.0, 0.0
+        sums = self.ring[:n].sum(0) if self.evaluated < self.window else self.ring.sum(0)
+        return float(sums[0]) / n, float(sums[1]) / n
+
+    @property
+    def recall(self) -> float:
+        return self.hits / self.evaluated if self.evaluated else 0.0
+
+    @property
+    def popularity_recall(self) -> float:
+        return self.pop_hits / self.evaluated if self.evaluated else 0.0
+
+    def state(self) -> dict:
+        return {"k": self.k, "window": self.window, "evaluated": self.evaluated,
+                "hits": self.hits, "pop_hits": self.pop_hits, "ring": self.ring.copy(),
+                "pos": self.pos, "curve": list(self.curve)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> RecallTracker:
+        return cls(**state)
+
+
+def popularity_hits(top_items: np.ndarray, users: np.ndarray, truth: np.ndarray,
+                    seen: SeenItems, k: int,
+                    extra_seen: dict[int, list[int]] | None = None) -> np.ndarray:
+    """Whether each true item is in the popularity top-k minus that user's seen items
+    (``extra_seen[n]``: more seen items of the n-th user, e.g. earlier in the same batch)."""
+    out = np.zeros(len(users), dtype=np.int8)
+    ranked = top_items.tolist()
+    for n, (u, t) in enumerate(zip(users.tolist(), truth.tolist(), strict=True)):
+        if t < 0:
+            continue
+        user_seen = seen.items.get(u)
+        if extra_seen and n in extra_seen:
+            user_seen = [*(user_seen or []), *extra_seen[n]]
+        if not user_seen:
+            out[n] = t in ranked[:k]
+            continue
+        s = set(user_seen)
+        taken = 0
+        for item in ranked:
+            if item in s:
+                continue
+            if item == t:
+                out[n] = 1
+                break
+            taken += 1
+            if taken >= k:
+                break
+    return out

@@ -1,0 +1,219 @@
+"""The interaction event: schema, parsing (JSON lines, CSV, TSV) and validation.
+
+A valid event is ``{"user_id": str, "item_id": str, "event": str, "ts": float | ISO-8601}``
+with optional ``category`` (str) and ``metadata`` (object) describing the item. ``event``
+defaults to ``view`` when absent (MovieLens-style TSV has none). Anything else is rejected with
+a reason and goes to the dead-letter sink; it is never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+MAX_ID_LENGTH = 256
+MAX_TYPE_LENGTH = 64
+CSV_COLUMNS = ("user_id", "item_id", "event", "ts", "category", "title")
+
+
+class EventError(ValueError):
+    """An event failed validation; the message is the reason recorded in the dead-letter sink."""
+
+
+@dataclass(slots=True)
+class Event:
+    """One validated interaction."""
+
+    user_id: str
+    item_id: str
+    event: str
+    ts: float
+    category: str | None = None
+    metadata: dict | None = None
+
+    def to_json(self) -> str:
+        """The canonical JSON line (without newline)."""
+        doc: dict = {"user_id": self.user_id, "item_id": self.item_id, "event": self.event,
+                     "ts": self.ts}
+        if self.category is not None:
+            doc["category"] = self.category
+        if self.metadata:
+            doc["metadata"] = self.metadata
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A record that failed validation, with the original bytes untouched."""
+
+    raw: bytes
+    reason: str
+
+
+def _check_id(name: str, value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EventError(f"{name} must be a string, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise EventError(f"{name} is empty")
+    if len(text) > MAX_ID_LENGTH:
+        raise EventError(f"{name} is longer than {MAX_ID_LENGTH} characters")
+    return text
+
+
+def parse_ts(value: object) -> float:
+    """Epoch seconds from a number, a numeric string or an ISO-8601 string."""
+    if isinstance(value, bool):
+        raise EventError("ts must be a number or an ISO-8601 time")
+    if isinstance(value, int | float):
+        ts = float(value)
+    elif isinstance(value, str):
+        try:
+            ts = float(value)
+        except ValueError:
+            try:
+                ts = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise EventError(f"ts {value[:40]!r} is not a number or ISO-8601 time") from None
+    else:
+        raise EventError("ts is missing" if value is None else "ts must be a number")
+    if not math.isfinite(ts) or ts < 0:
+        raise EventError(f"ts {ts!r} is not a finite, non-negative epoch time")
+    if ts > 1e11:  # milliseconds by mistake are a common producer bug; accept them
+        ts /= 1000.0
+    return ts
+
+
+def validate(record: object) -> Event:
+    """A validated :class:`Event` from a decoded record, or :class:`EventError` with the reason."""
+    if not isinstance(record, dict):
+        raise EventError(f"event must be a JSON object, got {type(record).__name__}")
+    user = _check_id("user_id", record.get("user_id"))
+    item = _check_id("item_id", record.get("item_id"))
+    kind = record.get("event", "view")
+    if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_TYPE_LENGTH:
+        raise EventError("event must be a non-empty string of at most 64 characters")
+    ts = parse_ts(record.get("ts"))
+    category = record.get("category")
+    if category is not None:
+        if not isinstance(category, str) or len(category) > MAX_ID_LENGTH:
+            raise EventError("category must be a string of at most 256 characters")
+        category = category or None
+    metadata = record.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise EventError("metadata must be a JSON object")
+    return Event(user, item, kind.strip(), ts, category, metadata or None)
+
+
+def parse_json(raw: bytes | str) -> Event:
+    """Decode and validate one JSON line."""
+    try:
+        record = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventError(f"invalid JSON: {exc}") from None
+    return validate(record)
+
+
+def parse_delimited(raw: bytes | str, fmt: str) -> Event:
+    """Decode and validate one CSV row (``CSV_COLUMNS``) or TSV row (``user item ts``)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = text.rstrip("\r\n")
+    if fmt == "tsv":
+        cols = text.split("\t")
+        if len(cols) < 3:
+            raise EventError(f"TSV row needs user, item and timestamp, got {len(cols)} columns")
+        record: dict = {"user_id": cols[0], "item_id": cols[1], "ts": cols[-1]}
+        if len(cols) >= 4:  # MovieLens: user item rating ts
+            record = {"user_id": cols[0], "item_id": cols[1], "ts": cols[3]}
+        return validate(record)
+    row = next(csv.reader(io.StringIO(text)), [])
+    if len(row) < 4:
+        raise EventError(f"CSV row needs user_id,item_id,event,ts, got {len(row)} columns")
+    record = dict(zip(CSV_COLUMNS, row, strict=False))
+    meta = {"title": record.pop("title")} if record.get("title") else None
+    if not record.get("category"):
+        record.pop("category", None)
+    record["metadata"] = meta
+    return validate(record)
+
+
+def parse(raw: bytes | str, fmt: str) -> Event:
+    """Decode and validate one record of the given format (``jsonl``, ``csv`` or ``tsv``)."""
+    if fmt == "jsonl":
+        return parse_json(raw)
+    return parse_delimited(raw, fmt)
+
+
+def is_csv_header(raw: bytes | str) -> bool:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    return text.lstrip("\ufeff").startswith("user_id,")
+
+
+def format_for_path(path: str, configured: str = "auto") -> str:
+    """The stream format of a file: configured, else by extension (default JSON lines)."""
+    if configured != "auto":
+        return configured
+    lower = path.lower()
+    for ext, fmt in ((".csv", "csv"), (".tsv", "tsv"), (".dat", "tsv"), (".data", "tsv")):
+        if lower.endswith(ext):
+            return fmt
+    return "jsonl"
+
+
+@dataclass
+class EventBatch:
+    """Validated events as columns, the unit the trainer learns from."""
+
+    users: list[str]
+    items: list[str]
+    kinds: list[str]
+    ts: np.ndarray
+    item_info: dict[str, dict] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def from_events(cls, events: Sequence[Event]) -> EventBatch:
+        info: dict[str, dict] = {}
+        for e in events:
+            if e.category is not None or e.metadata:
+                doc = dict(e.metadata or {})
+                if e.category is not None:
+                    doc["category"] = e.category
+                info[e.item_id] = doc
+        return cls(
+            users=[e.user_id for e in events],
+            items=[e.item_id for e in events],
+            kinds=[e.event for e in events],
+            ts=np.fromiter((e.ts for e in events), dtype=np.float64, count=len(events)),
+            item_info=info,
+        )
+
+    def weights(self, table: dict[str, float]) -> np.ndarray:
+        """Per-event weights from the event-type table (unknown types weigh 1)."""
+        get = table.get
+        return np.fromiter((get(k, 1.0) for k in self.kinds), dtype=np.float32,
+                           count=len(self.kinds))
+
+
+def concat(batches: Iterable[EventBatch]) -> EventBatch:
+    """One batch from several."""
+    bs = list(batches)
+    info: dict[str, dict] = {}
+    for b in bs:
+        info.update(b.item_info)
+    return EventBatch(
+        users=[u for b in bs for u in b.users],
+        items=[i for b in bs for i in b.items],
+        kinds=[k for b in bs for k in b.kinds],
+        ts=np.concatenate([b.ts for b in bs]) if bs else np.zeros(0),
+        item_info=info,
+    )

@@ -1,0 +1,64 @@
+"""Shared HTTP plumbing of the Falcon apps: JSON bodies with limits, JSON errors, checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import falcon
+
+MAX_K = 1000
+
+
+def json_error_serializer(req: falcon.Request, resp: falcon.Response,
+                          exc: falcon.HTTPError) -> None:
+    """Every error is JSON: ``{"title", "description", "status"}``."""
+    resp.content_type = falcon.MEDIA_JSON
+    doc: dict[str, Any] = {"title": exc.title, "status": int(exc.status_code)}
+    if exc.description:
+        doc["description"] = exc.description
+    resp.text = json.dumps(doc)
+
+
+def json_body(req: falcon.Request, max_bytes: int = 1_048_576) -> Any:
+    """The request's JSON body (413 when too large, 400 when not JSON)."""
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise falcon.HTTPContentTooLarge(
+            title="Body too large", description=f"at most {max_bytes} bytes")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise falcon.HTTPContentTooLarge(
+            title="Body too large", description=f"at most {max_bytes} bytes")
+    if not raw:
+        raise falcon.HTTPBadRequest(title="Bad request", description="empty body, JSON expected")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise falcon.HTTPBadRequest(title="Invalid JSON", description=str(exc)) from None
+
+
+def require_k(raw: Any) -> int:
+    """A k between 1 and MAX_K, from a number or a query-string value."""
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        k = int(raw)
+        if isinstance(raw, float) and raw != k:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise falcon.HTTPBadRequest(title="Bad k", description="k must be an integer") from None
+    if not 1 <= k <= MAX_K:
+        raise falcon.HTTPBadRequest(title="Bad k", description=f"k must be in 1..{MAX_K}")
+    return k
+
+
+def str_list(body: Any, key: str) -> list[str]:
+    """An optional list of string ids from a JSON object (400 when it is not one)."""
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(title="Bad request", description="body must be an object")
+    value = body.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise falcon.HTTPBadRequest(title="Bad request",
+                                    description=f"{key} must be a list of strings")
+    return value

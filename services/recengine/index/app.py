@@ -1,0 +1,201 @@
+"""The index service: one embedding version, searched with faiss (Falcon WSGI app).
+
+=========================  ===============================================================
+``POST /search``           ``{"vector" | "vectors", "k", "exclude", "recent"}`` -> hits
+``POST /similar``          ``{"item_ids", "k", "exclude"}`` -> hits (404 for unknown ids)
+``GET /version``           the served version's number and manifest
+``GET /healthz``           the process is alive
+``GET /readyz``            200 only once the version is loaded and verified
+=========================  ===============================================================
+
+Run with ``gunicorn recengine.index.app:app`` (settings from ``RECENGINE_*``) or
+``recengine index``. Each worker loads the version in a background thread after it starts,
+so ``/healthz`` answers at once and ``/readyz`` turns 200 when the version is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import falcon
+import numpy as np
+
+from recengine.artifacts import open_artifact_store
+from recengine.config import Settings
+from recengine.errors import RecEngineError
+from recengine.httputil import json_body, json_error_serializer, require_k, str_list
+from recengine.index.searcher import Searcher, UnknownItems
+from recengine.metrics import Metrics, open_metrics
+from recengine.versions import load_version
+from recengine.wsgi import LazyApp
+
+log = logging.getLogger("recengine.index")
+MAX_BATCH = 256
+
+
+class IndexState:
+    """The loaded version (or why it is not loaded yet)."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.searcher: Searcher | None = None
+        self.error: str | None = None
+        self.loading = False
+
+    def load(self) -> None:
+        self.loading = True
+        t0 = time.perf_counter()
+        try:
+            store = open_artifact_store(self.settings.url("artifacts"))
+            while True:
+                try:
+                    version = load_version(store, self.settings.index_version)
+                    break
+                except RecEngineError as exc:
+                    self.error = str(exc)
+                    log.warning("waiting for embedding version: %s", exc)
+                    time.sleep(1.0)
+            self.searcher = Searcher(version)
+            self.error = None
+            self.metrics.gauge("version", version.number)
+            self.metrics.gauge("items", len(version.item_ids))
+            self.metrics.timing("load_ms", (time.perf_counter() - t0) * 1000)
+            log.info("serving embedding version %d (%d items)", version.number,
+                     len(version.item_ids))
+        finally:
+            self.loading = False
+
+    def start(self) -> None:
+        threading.Thread(target=self.load, name="version-loader", daemon=True).start()
+
+    def require(self) -> Searcher:
+        if self.searcher is None:
+            raise falcon.HTTPServiceUnavailable(
+                title="Not ready", description=self.error or "embedding version is loading")
+        return self.searcher
+
+
+def _hits(hits: list) -> list[dict]:
+    return [{"item_id": h.item_id, "score": h.score} for h in hits]
+
+
+class Search:
+    def __init__(self, state: IndexState) -> None:
+        self.state = state
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        t0 = time.perf_counter()
+        searcher = self.state.require()
+        body = json_body(req)
+        k = require_k(body.get("k", 10))
+        exclude = str_list(body, "exclude")
+        recent = str_list(body, "recent")
+        if "vectors" in body:
+            raw = body["vectors"]
+        elif "vector" in body:
+            raw = [body["vector"]]
+        else:
+            raise falcon.HTTPBadRequest(title="Bad request",
+                                        description="give 'vector' or 'vectors'")
+        try:
+            vectors = np.asarray(raw, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise falcon.HTTPBadRequest(title="Bad vector",
+                                        description="vectors must be lists of numbers") from None
+        dim = searcher.v.dim
+        if vectors.ndim != 2 or vectors.shape[1] != dim:
+            raise falcon.HTTPBadRequest(
+                title="Bad dimension",
+                description=f"vectors must have {dim} numbers each, got shape "
+                            f"{list(vectors.shape)}")
+        if len(vectors) > MAX_BATCH:
+            raise falcon.HTTPBadRequest(title="Batch too large",
+                                        description=f"at most {MAX_BATCH} vectors per call")
+        if not np.isfinite(vectors).all():
+            raise falcon.HTTPBadRequest(title="Bad vector", description="vectors must be finite")
+        results = [_hits(searcher.search(v, k, exclude, recent)) for v in vectors]
+        resp.media = {"version": searcher.v.number, "results": results}
+        self.state.metrics.timing("search_ms", (time.perf_counter() - t0) * 1000)
+
+
+class Similar:
+    def __init__(self, state: IndexState) -> None:
+        self.state = state
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        t0 = time.perf_counter()
+        searcher = self.state.require()
+        body = json_body(req)
+        k = require_k(body.get("k", 10))
+        item_ids = str_list(body, "item_ids")
+        if not item_ids:
+            raise falcon.HTTPBadRequest(title="Bad request",
+                                        description="item_ids must be a non-empty list")
+        try:
+            hits = searcher.similar(item_ids, k, str_list(body, "exclude"))
+        except UnknownItems as exc:
+            raise falcon.HTTPNotFound(
+                title="Unknown items",
+                description=f"not in embedding version {searcher.v.number}: {exc}") from None
+        resp.media = {"version": searcher.v.number, "results": _hits(hits)}
+        self.state.metrics.timing("similar_ms", (time.perf_counter() - t0) * 1000)
+
+
+class Version:
+    def __init__(self, state: IndexState) -> None:
+        self.state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        v = self.state.require().v
+        resp.media = {"version": v.number, "items": len(v.item_ids), "dim": v.dim,
+                      "index_type": v.manifest.get("index_type"), "manifest": v.manifest}
+
+
+class Health:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class Ready:
+    def __init__(self, state: IndexState) -> None:
+        self.state = state
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        s = self.state.searcher
+        if s is None:
+            resp.status = falcon.HTTP_503
+            resp.media = {"ready": False, "reason": self.state.error or "loading"}
+        else:
+            resp.media = {"ready": True, "version": s.v.number}
+
+
+class IndexApp(falcon.App):
+    """The Falcon app, with its :class:`IndexState` reachable as ``app.state``."""
+
+    state: IndexState
+
+
+def create_app(settings: Settings | None = None, *, load: bool = True,
+               state: IndexState | None = None) -> IndexApp:
+    """The WSGI app; ``load`` starts loading the configured version in the background."""
+    settings = settings or Settings.load()
+    state = state or IndexState(settings, open_metrics(settings.url("metrics"), "index"))
+    app = IndexApp()
+    app.set_error_serializer(json_error_serializer)
+    app.add_route("/search", Search(state))
+    app.add_route("/similar", Similar(state))
+    app.add_route("/version", Version(state))
+    app.add_route("/healthz", Health())
+    app.add_route("/readyz", Ready(state))
+    app.state = state
+    if load:
+        state.start()
+    return app
+
+
+#: What ``gunicorn recengine.<service>.app:app`` serves: built in the worker, from the
+#: ``RECENGINE_*`` environment, on its first request.
+app = LazyApp(create_app)

@@ -1,0 +1,227 @@
+"""GMF (the NCF paper's generalized matrix factorisation) in PyTorch, trainable event by event.
+
+``score(u, i) = sigmoid(w^T (p_u * q_i) + b_i + b)``. The sigmoid is monotonic and ``b`` is the
+same for every item, so serving ranks by the inner product of the folded vectors
+``[p_u * w, 1]`` and ``[q_i, b_i]`` — exact with respect to the model.
+
+Training is a ranking problem on implicit, positive-only feedback: a BPR loss against sampled
+negatives. (Fitting every positive towards 1 with MSE has a trivial solution — predict 1 for
+everything — and learns no ranking.) Incremental updates freeze the output layer ``w`` and move
+only the embedding rows and item biases an event touches, with L2 regularisation applied as
+weight decay on those rows; gradients are computed in closed form for a whole micro-batch and
+applied through a real torch optimizer as sparse gradients, so one step costs a few matrix
+products whatever the table sizes. Negatives are drawn uniformly from the items seen so far and
+shared by the events of one step (one ``b x N`` matrix product instead of ``b x N`` gathers).
+
+Only the trainer imports this module (and torch).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+torch.set_num_threads(1)
+
+
+class GMF:
+    """A growable GMF model with an incremental (``partial_fit``) and a bulk (``fit``) path."""
+
+    def __init__(self, dim: int = 64, users: int = 1024, items: int = 1024, *,
+                 growth: float = 0.10, lr: float = 0.05, reg: float = 0.002,
+                 negatives: int = 64, passes: int = 2, optimizer: str = "sgd",
+                 seed: int = 0) -> None:
+        self.dim = dim
+        self.growth = growth
+        self.lr = lr
+        self.reg = reg
+        self.negatives = negatives
+        self.passes = passes
+        self.optimizer_name = optimizer
+        self.gen = torch.Generator().manual_seed(seed)
+        std = 0.1
+        self.P = torch.nn.Parameter(torch.randn(users, dim, generator=self.gen) * std)
+        self.Q = torch.nn.Parameter(torch.randn(items, dim, generator=self.gen) * std)
+        self.bias = torch.nn.Parameter(torch.zeros(items))
+        self.w = torch.nn.Parameter(torch.ones(dim))  # the output neuron's weights
+        self.b = torch.nn.Parameter(torch.zeros(()))  # its bias: constant per user, ranking-free
+        self.optimizer = self._build_optimizer()
+        self.growths = 0
+
+    # --- capacity ------------------------------------------------------------------------------
+    @property
+    def user_capacity(self) -> int:
+        return self.P.shape[0]
+
+    @property
+    def item_capacity(self) -> int:
+        return self.Q.shape[0]
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        params = [self.P, self.Q, self.bias]
+        if self.optimizer_name == "adagrad":
+            return torch.optim.Adagrad(params, lr=self.lr)
+        return torch.optim.SGD(params, lr=self.lr)
+
+    def _grow(self, param: torch.nn.Parameter, rows: int) -> torch.nn.Parameter:
+        extra = rows - param.shape[0]
+        if param.dim() == 2:
+            fresh = torch.randn(extra, param.shape[1], generator=self.gen) * 0.1
+        else:
+            fresh = torch.zeros(extra)
+        return torch.nn.Parameter(torch.cat([param.detach(), fresh]))
+
+    def ensure_capacity(self, users: int, items: int) -> bool:
+        """Grow a table by ``growth`` (or more, if needed) when rows overflow it.
+
+        Existing rows are kept bit for bit; the optimizer is rebuilt to cover the new rows (its
+        per-row state, for Adagrad, is carried over).
+        """
+        grew = False
+        old_state = self.optimizer.state_dict()
+        if users > self.user_capacity:
+            rows = max(users, math.ceil(self.user_capacity * (1 + self.growth)))
+            self.P = self._grow(self.P, rows)
+            grew = True
+        if items > self.item_capacity:
+            rows = max(items, math.ceil(self.item_capacity * (1 + self.growth)))
+            self.Q = self._grow(self.Q, rows)
+            self.bias = self._grow(self.bias, rows)
+            grew = True
+        if grew:
+            self.growths += 1
+            self.optimizer = self._build_optimizer()
+            if self.optimizer_name == "adagrad":
+                self._carry_adagrad_state(old_state)
+        return grew
+
+    def _carry_adagrad_state(self, old: dict) -> None:
+        for param, (_, st) in zip(self.optimizer.param_groups[0]["params"],
+                                  sorted(old["state"].items()), strict=False):
+            new = self.optimizer.state[param]
+            if "sum" in st and "sum" in new:
+                new["sum"][: st["sum"].shape[0]] = st["sum"]
+                new["step"] = st["step"]
+
+    # --- incremental learning ------------------------------------------------------------------
+    def partial_fit(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray,
+                    n_items: int) -> float:
+        """Learn one micro-batch (rows must fit the tables); ``w`` is frozen. Returns BPR loss."""
+        if len(users) == 0 or n_items < 2:
+            return 0.0
+        u = torch.from_numpy(np.ascontiguousarray(users, dtype=np.int64))
+        i = torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64))
+        ew = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)).unsqueeze(1)
+        n_neg = self.negatives
+        loss = 0.0
+        with torch.no_grad():
+            w = self.w.detach()
+            P, Q, bias = self.P, self.Q, self.bias
+            for _ in range(self.passes):
+                j = torch.randint(0, n_items, (n_neg,), generator=self.gen)
+                pu, qi, qj = P[u], Q[i], Q[j]
+                puw = pu * w
+                x = (puw * qi).sum(1, keepdim=True) + bias[i].unsqueeze(1) - puw @ qj.T - bias[j]
+                # d(-log sigmoid(x))/dx = -sigmoid(-x), averaged over the shared negatives.
+                g = torch.sigmoid(-x) * (ew / n_neg)
+                gsum = g.sum(1, keepdim=True)
+                grad_u = -((gsum * qi - g @ qj) * w) + self.reg * pu
+                grad_i = -(gsum * puw) + self.reg * qi
+                grad_j = g.T @ puw + self.reg * qj * (g.sum(0, keepdim=True).T > 0)
+                P.grad = torch.sparse_coo_tensor(u.unsqueeze(0), grad_u, P.shape,
+                                                 check_invariants=False)
+                rows = torch.cat([i, j]).unsqueeze(0)
+                Q.grad = torch.sparse_coo_tensor(rows, torch.cat([grad_i, grad_j]), Q.shape,
+                                                 check_invariants=False)
+                bias.grad = torch.sparse_coo_tensor(
+                    rows, torch.cat([-gsum.squeeze(1), g.sum(0)]), bias.shape,
+                    check_invariants=False)
+                self.optimizer.step()
+                loss = float(torch.nn.functional.softplus(-x).mean())
+        P.grad = Q.grad = bias.grad = None
+        return loss
+
+    # --- bulk learning -------------------------------------------------------------------------
+    def fit(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray | None = None, *,
+            epochs: int = 5, batch_size: int = 1024, lr: float = 0.01) -> list[float]:
+        """Initial (bulk) training: every parameter, output layer included, by autograd + Adam."""
+        n_items = int(items.max()) + 1
+        self.ensure_capacity(int(users.max()) + 1, n_items)
+        ew = np.ones(len(users), np.float32) if weights is None else weights.astype(np.float32)
+        u_all = torch.from_numpy(users.astype(np.int64))
+        i_all = torch.from_numpy(items.astype(np.int64))
+        w_all = torch.from_numpy(ew)
+        opt = torch.optim.Adam([self.P, self.Q, self.bias, self.w], lr=lr)
+        losses = []
+        for _ in range(epochs):
+            perm = torch.randperm(len(u_all), generator=self.gen)
+            total = 0.0
+            for start in range(0, len(perm), batch_size):
+                idx = perm[start:start + batch_size]
+                u, i, ew_b = u_all[idx], i_all[idx], w_all[idx]
+                j = torch.randint(0, n_items, (len(idx), 8), generator=self.gen)
+                puw = self.P[u] * self.w
+                pos = (puw * self.Q[i]).sum(1, keepdim=True) + self.bias[i].unsqueeze(1)
+                neg = torch.einsum("bk,bnk->bn", puw, self.Q[j]) + self.bias[j]
+                loss = (torch.nn.functional.softplus(neg - pos).mean(1) * ew_b).mean()
+                loss = loss + self.reg * (self.P[u].pow(2).sum(1).mean()
+                                          + self.Q[i].pow(2).sum(1).mean())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss) * len(idx)
+            losses.append(total / len(perm))
+        for p in (self.P, self.Q, self.bias, self.w):
+            p.grad = None
+        self.optimizer = self._build_optimizer()
+        return losses
+
+    # --- serving views -------------------------------------------------------------------------
+    def user_vectors(self, rows: np.ndarray) -> np.ndarray:
+        """Folded query vectors ``[p_u * w, 1]`` for user rows, float32 (b, dim + 1)."""
+        with torch.no_grad():
+            pu = self.P[torch.from_numpy(np.asarray(rows, dtype=np.int64))] * self.w
+            return torch.cat([pu, torch.ones(len(rows), 1)], 1).numpy().astype(np.float32)
+
+    def item_vectors(self, n_items: int) -> np.ndarray:
+        """Item vectors ``[q_i, b_i]`` for the first n item rows, float32 (n, dim + 1)."""
+        with torch.no_grad():
+            return torch.cat([self.Q[:n_items], self.bias[:n_items].unsqueeze(1)], 1).numpy().copy()
+
+    def output_weights(self) -> np.ndarray:
+        """The frozen output layer ``w`` (already folded into user vectors)."""
+        return self.w.detach().numpy().copy()
+
+    def scores(self, user_rows: np.ndarray, n_items: int) -> np.ndarray:
+        """Inner-product scores of the first n items for each user (b, n)."""
+        return self.user_vectors(user_rows) @ self.item_vectors(n_items).T
+
+    # --- persistence ---------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "dim": self.dim, "growth": self.growth, "lr": self.lr, "reg": self.reg,
+            "negatives": self.negatives, "passes": self.passes,
+            "optimizer_name": self.optimizer_name,
+            "P": self.P.detach().clone(), "Q": self.Q.detach().clone(),
+            "bias": self.bias.detach().clone(), "w": self.w.detach().clone(),
+            "b": self.b.detach().clone(), "optimizer": self.optimizer.state_dict(),
+            "rng": self.gen.get_state(), "growths": self.growths,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> GMF:
+        m = cls(state["dim"], 1, 1, growth=state["growth"], lr=state["lr"], reg=state["reg"],
+                negatives=state["negatives"], passes=state["passes"],
+                optimizer=state["optimizer_name"])
+        m.P = torch.nn.Parameter(state["P"])
+        m.Q = torch.nn.Parameter(state["Q"])
+        m.bias = torch.nn.Parameter(state["bias"])
+        m.w = torch.nn.Parameter(state["w"])
+        m.b = torch.nn.Parameter(state["b"])
+        m.optimizer = m._build_optimizer()
+        m.optimizer.load_state_dict(state["optimizer"])
+        m.gen.set_state(state["rng"])
+        m.growths = int(state["growths"])
+        return m

@@ -1,0 +1,156 @@
+"""Time-decayed popularity from the stream: a weighted Space-Saving heavy-hitters sketch.
+
+Counts use forward decay: an event at time t adds ``w * 2**((t - t_ref) / half_life)``, so old
+counts never need touching; ``t_ref`` moves forward (rescaling every counter once) before the
+exponent grows large. A count read at time ``now`` is ``c * 2**((t_ref - now) / half_life)``.
+Memory is fixed (``capacity`` counters) whatever the catalogue size; the top entries are the
+heavy hitters with Space-Saving's guarantee (an item whose decayed weight exceeds
+total/capacity is always kept).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_RESCALE_EXPONENT = 40.0
+
+
+class DecayedTopK:
+    """Weighted Space-Saving over integer keys with exponential time decay."""
+
+    def __init__(self, capacity: int, half_life_s: float, t_ref: float = 0.0) -> None:
+        if capacity < 1 or half_life_s <= 0:
+            raise ValueError("capacity and half_life_s must be positive")
+        self.capacity = capacity
+        self.half_life_s = half_life_s
+        self.t_ref = t_ref
+        self.keys = np.full(capacity, -1, dtype=np.int64)
+        self.counts = np.zeros(capacity, dtype=np.float64)
+        self._slot: dict[int, int] = {}
+        self._used = 0
+
+    def __len__(self) -> int:
+        return self._used
+
+    def _scale(self, ts: np.ndarray | float) -> np.ndarray | float:
+        return np.exp2((np.asarray(ts) - self.t_ref) / self.half_life_s)
+
+    def update(self, keys: np.ndarray, ts: np.ndarray, weights: np.ndarray | None = None) -> None:
+        """Count a batch of (key, time, weight) observations."""
+        if len(keys) == 0:
+            return
+        t_max = float(np.max(ts))
+        if self._used == 0 and self.t_ref == 0.0:
+            self.t_ref = float(np.min(ts))
+        if (t_max - self.t_ref) / self.half_life_s > _RESCALE_EXPONENT:
+            self.counts *= np.exp2((self.t_ref - t_max) / self.half_life_s)
+            self.t_ref = t_max
+        w = self._scale(ts) * (1.0 if weights is None else weights)
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        sums = np.bincount(inverse, weights=w)
+        slot = self._slot
+        slots = np.fromiter((slot.get(int(k), -1) for k in uniq), dtype=np.int64, count=len(uniq))
+        known = slots >= 0
+        self.counts[slots[known]] += sums[known]
+        new_keys = uniq[~known]
+        new_w = sums[~known]
+        if len(new_keys) == 0:
+            return
+        free = self.capacity - self._used
+        take = min(free, len(new_keys))
+        if take:
+            target = np.arange(self._used, self._used + take)
+            self.keys[target] = new_keys[:take]
+            self.counts[target] = new_w[:take]
+            for k, s in zip(new_keys[:take].tolist(), target.tolist(), strict=True):
+                slot[k] = s
+            self._used += take
+        rest_keys, rest_w = new_keys[take:], new_w[take:]
+        if len(rest_keys) == 0:
+            return
+        # Space-Saving: each newcomer evicts one of the smallest counters and inherits its count.
+        if len(rest_keys) >= self.capacity:
+            order = np.argsort(-rest_w)[: self.capacity]
+            rest_keys, rest_w = rest_keys[order], rest_w[order]
+        victims = np.argpartition(self.counts, len(rest_keys) - 1)[: len(rest_keys)]
+        victims = victims[np.argsort(self.counts[victims])]
+        order = np.argsort(-rest_w)
+        for k in self.keys[victims].tolist():
+            slot.pop(k, None)
+        self.keys[victims] = rest_keys[order]
+        self.counts[victims] = self.counts[victims] + rest_w[order]
+        for k, s in zip(rest_keys[order].tolist(), victims.tolist(), strict=True):
+            slot[k] = s
+
+    def top(self, n: int, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The n heaviest keys and their decayed weights at ``now`` (default: t_ref)."""
+        used = self._used
+        if used == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        n = min(n, used)
+        counts = self.counts[:used]
+        idx = np.argpartition(-counts, n - 1)[:n] if n < used else np.arange(used)
+        idx = idx[np.argsort(-counts[idx], kind="stable")]
+        factor = 1.0 if now is None else float(np.exp2((self.t_ref - now) / self.half_life_s))
+        return self.keys[idx].copy(), counts[idx] * factor
+
+    def state(self) -> dict:
+        return {"capacity": self.capacity, "half_life_s": self.half_life_s, "t_ref": self.t_ref,
+                "keys": self.keys[: self._used].copy(), "counts": self.counts[: self._used].copy()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> DecayedTopK:
+        s = cls(int(state["capacity"]), float(state["half_life_s"]), float(state["t_ref"]))
+        n = len(state["keys"])
+        s.keys[:n] = state["keys"]
+        s.counts[:n] = state["counts"]
+        s._used = n
+        s._slot = {int(k): i for i, k in enumerate(s.keys[:n].tolist())}
+        return s
+
+
+class Popularity:
+    """"Popular now", overall and per item category, from one stream."""
+
+    def __init__(self, capacity: int, half_life_s: float) -> None:
+        self.capacity = capacity
+        self.half_life_s = half_life_s
+        self.overall = DecayedTopK(capacity, half_life_s)
+        self.by_category: dict[str, DecayedTopK] = {}
+
+    def update(self, rows: np.ndarray, ts: np.ndarray, weights: np.ndarray,
+               categories: np.ndarray | None = None, names: list[str] | None = None) -> None:
+        """Count a batch; ``categories`` holds a category index per event (-1: none)."""
+        self.overall.update(rows, ts, weights)
+        if categories is None or names is None:
+            return
+        has = categories >= 0
+        if not has.any():
+            return
+        cats = categories[has]
+        for c in np.unique(cats).tolist():
+            mask = cats == c
+            sketch = self.by_category.get(names[c])
+            if sketch is None:
+                sketch = DecayedTopK(max(10, self.capacity // 4), self.half_life_s)
+                self.by_category[names[c]] = sketch
+            sketch.update(rows[has][mask], ts[has][mask], weights[has][mask])
+
+    def top(self, n: int, category: str | None = None,
+            now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        sketch = self.overall if category is None else self.by_category.get(category)
+        if sketch is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return sketch.top(n, now)
+
+    def state(self) -> dict:
+        return {"capacity": self.capacity, "half_life_s": self.half_life_s,
+                "overall": self.overall.state(),
+                "by_category": {k: v.state() for k, v in self.by_category.items()}}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Popularity:
+        p = cls(int(state["capacity"]), float(state["half_life_s"]))
+        p.overall = DecayedTopK.from_state(state["overall"])
+        p.by_category = {k: DecayedTopK.from_state(v) for k, v in state["by_category"].items()}
+        return p

@@ -1,0 +1,214 @@
+"""Event sources and dead-letter sinks: the stream the trainer reads and where rejects go.
+
+A source hands out raw records in order and a *position* (a small JSON-able dict) after the
+last one handed out. The trainer stores that position in every checkpoint and seeks back to it
+on restart, so an event is applied to the model exactly once across crashes; ``commit`` tells
+the source that everything up to a position is covered by a durable checkpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+from recengine.config import Settings
+from recengine.errors import ConfigError
+from recengine.events import Event, EventError, Rejected, format_for_path, is_csv_header, parse
+
+
+class EventSource(ABC):
+    """An ordered stream of raw event records."""
+
+    fmt: str = "jsonl"
+
+    @abstractmethod
+    def poll(self, max_records: int, timeout_s: float) -> list[bytes]:
+        """Up to ``max_records`` raw records, waiting at most ``timeout_s`` for the first."""
+
+    @abstractmethod
+    def position(self) -> dict:
+        """The position just after the last record returned by ``poll``."""
+
+    @abstractmethod
+    def seek(self, position: dict) -> None:
+        """Continue from a position returned by ``position`` (e.g. from a checkpoint)."""
+
+    def commit(self, position: dict) -> None:
+        """Everything up to ``position`` is covered by a durable checkpoint."""
+
+    @abstractmethod
+    def exhausted(self) -> bool:
+        """True when a non-following source has nothing more to give."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class FileEventSource(EventSource):
+    """A JSON-lines, CSV or TSV file, optionally followed as it grows (``tail -f``).
+
+    Only complete lines are handed out, so a line being appended is read once it is whole.
+    """
+
+    def __init__(self, path: str | Path, fmt: str = "auto", follow: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"events file {self.path} does not exist")
+        self.fmt = format_for_path(str(self.path), fmt)
+        self.follow = follow
+        self._fh = self.path.open("rb")
+        self._offset = 0
+        self._eof = False
+
+    def poll(self, max_records: int, timeout_s: float) -> list[bytes]:
+        deadline = time.monotonic() + timeout_s
+        out: list[bytes] = []
+        while True:
+            self._fh.seek(self._offset)
+            for line in self._fh:
+                if not line.endswith(b"\n"):
+                    if not self.follow:  # a last line without newline in a finished file
+                        self._offset += len(line)
+                        if line.strip():
+                            out.append(line)
+                    break
+                self._offset += len(line)
+                if not line.strip():
+                    continue
+                if self.fmt == "csv" and is_csv_header(line):
+                    continue
+                out.append(line.rstrip(b"\r\n"))
+                if len(out) >= max_records:
+                    return out
+            self._eof = True
+            if out or not self.follow or time.monotonic() >= deadline:
+                return out
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+
+    def position(self) -> dict:
+        return {"file": str(self.path), "offset": self._offset}
+
+    def seek(self, position: dict) -> None:
+        self._offset = int(position.get("offset", 0))
+        self._eof = False
+
+    def exhausted(self) -> bool:
+        return not self.follow and self._eof and self._offset >= os.path.getsize(self.path)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def decode(raws: Sequence[bytes], fmt: str) -> tuple[list[Event], list[Rejected]]:
+    """Validate raw records: the good events in order, and the rejects with their reasons."""
+    good: list[Event] = []
+    bad: list[Rejected] = []
+    for raw in raws:
+        try:
+            good.append(parse(raw, fmt))
+        except EventError as exc:
+            bad.append(Rejected(raw, str(exc)))
+    return good, bad
+
+
+class DeadLetterSink(ABC):
+    """Where rejected events go, each with its reason and its original bytes."""
+
+    @abstractmethod
+    def write(self, rejected: Sequence[Rejected]) -> None: ...
+
+    def position(self) -> dict:
+        """Position to store in a checkpoint (so a replay after a crash writes no duplicates)."""
+        return {}
+
+    def truncate(self, position: dict) -> None:
+        """Forget what was written after ``position`` (used on restart from a checkpoint)."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class FileDeadLetter(DeadLetterSink):
+    """JSON lines ``{"reason", "raw" | "raw_b64", "at"}`` appended to a file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"dead-letter directory {self.path.parent} does not exist")
+        self.path.touch(exist_ok=True)
+
+    def write(self, rejected: Sequence[Rejected]) -> None:
+        if not rejected:
+            return
+        now = time.time()
+        lines = []
+        for r in rejected:
+            doc: dict = {"reason": r.reason, "at": now}
+            try:
+                doc["raw"] = r.raw.decode("utf-8")
+            except UnicodeDecodeError:
+                doc["raw_b64"] = base64.b64encode(r.raw).decode()
+            lines.append(json.dumps(doc, ensure_ascii=False) + "\n")
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write("".join(lines))
+
+    def position(self) -> dict:
+        return {"file": str(self.path), "size": self.path.stat().st_size}
+
+    def truncate(self, position: dict) -> None:
+        size = int(position.get("size", 0))
+        if self.path.stat().st_size > size:
+            os.truncate(self.path, size)
+
+
+class FileEventSink:
+    """Appends validated events to a JSON-lines stream file (``POST /events`` in embedded mode).
+
+    An exclusive ``flock`` around each append keeps lines from concurrent writers (gunicorn
+    workers) whole, and fsync makes an acknowledged event durable.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"events directory {self.path.parent} does not exist")
+
+    def append(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        data = "".join(e.to_json() + "\n" for e in events).encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def open_source(settings: Settings) -> EventSource:
+    url = settings.url("events")
+    if url.scheme == "file":
+        return FileEventSource(url.file_path, settings.events_format, settings.follow)
+    raise ConfigError(f"events URL {url.raw!r}: unsupported scheme {url.scheme!r}")
+
+
+def open_dead_letter(settings: Settings) -> DeadLetterSink:
+    url = settings.url("dlq")
+    if url.scheme == "file":
+        return FileDeadLetter(url.file_path)
+    raise ConfigError(f"dlq URL {url.raw!r}: unsupported scheme {url.scheme!r}")
+
+
+def open_event_sink(settings: Settings) -> FileEventSink:
+    url = settings.url("events")
+    if url.scheme == "file":
+        return FileEventSink(url.file_path)
+    raise ConfigError(f"events URL {url.raw!r}: unsupported scheme {url.scheme!r}")

@@ -1,0 +1,254 @@
+"""The learning state of one RecEngine and how a micro-batch of events updates it.
+
+A :class:`Learner` owns the vocabularies, the GMF model, each user's recent items, the
+item-to-item neighbours, the popularity sketch and the prequential evaluator. ``learn`` applies
+a whole micro-batch with vectorised updates. Order inside the batch still matters where it is
+cheap to honour: every event's "previous items" (for co-occurrence pairs, the recency buffer and
+evaluation) include that user's earlier events in the same batch, and an evaluated event
+excludes the items its user consumed earlier in the batch. Model embeddings, neighbour weights
+and popularity used to evaluate a batch are those from before it (test, then train).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from recengine.config import Settings
+from recengine.cooc import ItemNeighbours, RecentItems
+from recengine.evaluation import RecallTracker, SeenItems, popularity_hits
+from recengine.events import EventBatch
+from recengine.model import GMF
+from recengine.popularity import Popularity
+from recengine.ranking import blend_dense, item2item_dense, recency_weights
+from recengine.vocab import Vocabulary
+
+#: Users evaluated per dense scoring chunk (bounds memory at chunk x items floats).
+EVAL_CHUNK = 256
+
+
+@dataclass
+class LearnStats:
+    events: int
+    evaluated: int
+    seconds: float
+
+
+def _user_order(users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable order by user, each event's occurrence index among its user's batch events
+    (0, 1, 2, …), and the index of each user's last event in the batch."""
+    order = np.argsort(users, kind="stable")
+    sorted_u = users[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_u)) + 1]
+    lengths = np.diff(np.r_[starts, len(users)])
+    occ = np.empty(len(users), dtype=np.int64)
+    occ[order] = np.arange(len(users)) - np.repeat(starts, lengths)
+    last = order[starts + lengths - 1]
+    return order, occ, last
+
+
+class Learner:
+    """Everything the trainer learns from the stream, with test-then-train evaluation."""
+
+    def __init__(self, settings: Settings, *, seed: int = 0,
+                 seen_limit: int | None = 500) -> None:
+        s = settings
+        self.settings = s
+        self.weights_table = s.weights
+        self.users = Vocabulary()
+        self.items = Vocabulary()
+        self.model = GMF(s.dim, s.initial_users, s.initial_items, growth=s.growth, lr=s.lr,
+                         reg=s.reg, negatives=s.negatives, passes=s.passes,
+                         optimizer=s.optimizer, seed=seed)
+        self.recent = RecentItems(s.recent_items, s.initial_users)
+        self.neighbours = ItemNeighbours(s.neighbours, s.cooc_half_life_s, s.recency_decay,
+                                         s.initial_items)
+        self.popularity = Popularity(s.popularity_capacity, s.popularity_half_life_s)
+        self.seen = SeenItems(seen_limit)
+        self.tracker = RecallTracker(k=s.eval_k, window=s.eval_window)
+        self.categories = Vocabulary()
+        self.item_category = np.full(s.initial_items, -1, dtype=np.int64)
+        self.item_info: dict[int, dict] = {}
+        self.user_events = np.zeros(s.initial_users, dtype=np.int64)
+        self.events = 0
+        self.last_ts = 0.0
+        self.rng = np.random.default_rng(seed)
+        self.dirty_users: set[int] = set()
+
+    # --- the hot path ----------------------------------------------------------------------------
+    def learn(self, batch: EventBatch, eval_fraction: float | None = None) -> LearnStats:
+        """Evaluate (a sample of) then learn one micro-batch, vectorised over all its events."""
+        t0 = time.perf_counter()
+        n = len(batch)
+        if n == 0:
+            return LearnStats(0, 0, 0.0)
+        frac = self.settings.eval_sample if eval_fraction is None else eval_fraction
+        known = self.items.lookup(batch.items) >= 0  # before adding: a new item is a miss
+        u = self.users.add(batch.users)
+        i = self.items.add(batch.items)
+        n_items = len(self.items)
+        self._ensure(len(self.users), n_items)
+        self._record_item_info(batch)
+        w = batch.weights(self.weights_table)
+        ts = batch.ts
+        order, occ, last = _user_order(u)
+        prev_rows = self._previous_items(u, i, order, occ)
+        evaluated = 0
+        if frac > 0:
+            pick = self.rng.random(n) < frac if frac < 1.0 else np.ones(n, dtype=bool)
+            # Once an item appeared earlier in the batch it is known to later events.
+            uniq, inv = np.unique(i, return_inverse=True)
+            first = np.full(len(uniq), n, dtype=np.int64)
+            np.minimum.at(first, inv, np.arange(n))
+            known |= first[inv] < np.arange(n)
+            ev = np.flatnonzero(pick & ((self.user_events[u] + occ) > 0))
+            if len(ev):
+                truth = np.where(known[ev], i[ev], -1)
+                evaluated = self._evaluate(ev, u, truth, prev_rows, order, occ, i,
+                                           float(ts.max()))
+        self.model.partial_fit(u, i, w, n_items)
+        self.neighbours.update(prev_rows, i, ts, w)
+        lu = u[last]
+        self.recent.rows[lu] = np.concatenate([i[last, None], prev_rows[last, :-1]], axis=1)
+        prev_ts = self.recent.ts[lu]
+        self.recent.ts[lu] = np.concatenate([ts[last, None], prev_ts[:, :-1]], axis=1)
+        self.popularity.update(i, ts, w, self.item_category[i], self.categories.ids)
+        self.seen.add(u, i)
+        np.add.at(self.user_events, u, 1)
+        self.events += n
+        self.last_ts = max(self.last_ts, float(ts.max()))
+        self.dirty_users.update(u[last].tolist())
+        return LearnStats(n, evaluated, time.perf_counter() - t0)
+
+    def _previous_items(self, u: np.ndarray, i: np.ndarray, order: np.ndarray,
+                        occ: np.ndarray) -> np.ndarray:
+        """Each event's user's L most recent items before it (in-batch ones first), (n, L)."""
+        L = self.recent.length
+        n = len(u)
+        pos = np.empty(n, dtype=np.int64)
+        pos[order] = np.arange(n)
+        d = np.arange(L)[None, :]
+        in_batch = d < occ[:, None]
+        sorted_items = i[order]
+        from_batch = sorted_items[np.clip(pos[:, None] - 1 - d, 0, None)]
+        from_buffer = self.recent.rows[u[:, None], np.clip(d - occ[:, None], 0, L - 1)]
+        return np.where(in_batch, from_batch, from_buffer)
+
+    def _ensure(self, n_users: int, n_items: int) -> None:
+        g = self.settings.growth
+        self.model.ensure_capacity(n_users, n_items)
+        self.recent.ensure(n_users, g)
+        self.neighbours.ensure(n_items, g)
+        if n_users > len(self.user_events):
+            grown = np.zeros(self.model.user_capacity, dtype=np.int64)
+            grown[: len(self.user_events)] = self.user_events
+            self.user_events = grown
+        if n_items > len(self.item_category):
+            grown_c = np.full(self.model.item_capacity, -1, dtype=np.int64)
+            grown_c[: len(self.item_category)] = self.item_category
+            self.item_category = grown_c
+
+    def _record_item_info(self, batch: EventBatch) -> None:
+        if not batch.item_info:
+            return
+        get = self.items.get
+        for item_id, doc in batch.item_info.items():
+            row = get(item_id)
+            if row is None:
+                continue
+            self.item_info[row] = {**self.item_info.get(row, {}), **doc}
+            cat = doc.get("category")
+            if cat:
+                self.item_category[row] = int(self.categories.add([cat])[0])
+
+    # --- evaluation --------------------------------------------------------------------------
+    def _evaluate(self, ev: np.ndarray, u: np.ndarray, truth: np.ndarray,
+                  prev_rows: np.ndarray, order: np.ndarray, occ: np.ndarray, i: np.ndarray,
+                  now: float) -> int:
+        """Score the sampled events ``ev`` of a batch with the state before the batch, except
+        that each user's recent and seen items include their earlier events in the batch."""
+        k = self.tracker.k
+        s = self.settings
+        n_items = len(self.items)
+        users = u[ev]
+        items = self.model.item_vectors(n_items)
+        pos = np.empty(len(u), dtype=np.int64)
+        pos[order] = np.arange(len(u))
+        sorted_items = i[order]
+        tops = []
+        for start in range(0, len(ev), EVAL_CHUNK):
+            sl = slice(start, start + EVAL_CHUNK)
+            chunk, rows = users[sl], prev_rows[ev[sl]]
+            mf = self.model.user_vectors(chunk) @ items.T
+            nb_ids, nb_w = self.neighbours.normalised(rows, now)
+            i2i = item2item_dense(recency_weights(rows, s.recency_decay), nb_ids, nb_w, n_items)
+            excluded = self.seen.mask(chunk, n_items)
+            for b, e in enumerate(ev[sl].tolist()):
+                if occ[e]:
+                    excluded[b, sorted_items[pos[e] - occ[e]:pos[e]]] = True
+            tops.append(blend_dense(mf, i2i, excluded, s.blend, s.candidates, k))
+        top = np.concatenate(tops)
+        hits = ((top == truth[:, None]).any(1) & (truth >= 0)).astype(np.int8)
+        pop_top, _ = self.popularity.top(k + 2 * s.recent_items + 50)
+        extra = {b: sorted_items[pos[e] - occ[e]:pos[e]].tolist()
+                 for b, e in enumerate(ev.tolist()) if occ[e]}
+        pop = popularity_hits(pop_top, users, truth, self.seen, k, extra)
+        self.tracker.record(hits, pop, self.events)
+        return len(ev)
+
+    def recommend_rows(self, users: np.ndarray, k: int, now: float) -> np.ndarray:
+        """Top-k item rows for user rows from the current state, scored as served."""
+        n_items = len(self.items)
+        s = self.settings
+        rows, _ = self.recent.get(users)
+        mf = self.model.user_vectors(users) @ self.model.item_vectors(n_items).T
+        nb_ids, nb_w = self.neighbours.normalised(rows, now)
+        i2i = item2item_dense(recency_weights(rows, s.recency_decay), nb_ids, nb_w, n_items)
+        return blend_dense(mf, i2i, self.seen.mask(users, n_items), s.blend, s.candidates, k)
+
+    # --- serving views -------------------------------------------------------------------------
+    def popular(self, n: int = 100, category: str | None = None) -> list[tuple[str, float]]:
+        rows, counts = self.popularity.top(n, category, self.last_ts or None)
+        return [(self.items.id(int(r)), float(c)) for r, c in zip(rows, counts, strict=True)]
+
+    def user_recent(self, row: int) -> list[tuple[str, float]]:
+        rows, ts = self.recent.rows[row], self.recent.ts[row]
+        return [(self.items.id(int(r)), float(t)) for r, t in zip(rows, ts, strict=True)
+                if r >= 0]
+
+    # --- persistence ---------------------------------------------------------------------------
+    def state(self) -> dict:
+        nu, ni = len(self.users), len(self.items)
+        return {
+            "users": self.users.state(), "items": self.items.state(),
+            "model": self.model.state(), "recent": self.recent.state(nu),
+            "neighbours": self.neighbours.state(ni), "popularity": self.popularity.state(),
+            "seen": self.seen.state(), "tracker": self.tracker.state(),
+            "categories": self.categories.state(), "item_category": self.item_category[:ni].copy(),
+            "item_info": self.item_info, "user_events": self.user_events[:nu].copy(),
+            "events": self.events, "last_ts": self.last_ts,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    @classmethod
+    def from_state(cls, settings: Settings, state: dict) -> Learner:
+        lr = cls(settings)
+        lr.users = Vocabulary.from_state(state["users"])
+        lr.items = Vocabulary.from_state(state["items"])
+        lr.model = GMF.from_state(state["model"])
+        lr.recent = RecentItems.from_state(state["recent"])
+        lr.neighbours = ItemNeighbours.from_state(state["neighbours"])
+        lr.popularity = Popularity.from_state(state["popularity"])
+        lr.seen = SeenItems.from_state(state["seen"])
+        lr.tracker = RecallTracker.from_state(state["tracker"])
+        lr.categories = Vocabulary.from_state(state["categories"])
+        lr.item_category = np.asarray(state["item_category"], dtype=np.int64)
+        lr.item_info = dict(state["item_info"])
+        lr.user_events = np.asarray(state["user_events"], dtype=np.int64)
+        lr.events = int(state["events"])
+        lr.last_ts = float(state["last_ts"])
+        lr.rng.bit_generator.state = state["rng"]
+        lr._ensure(len(lr.users), len(lr.items))
+        return lr

@@ -1,0 +1,44 @@
+"""``recengine trainer``: open the backends named by the settings and run the loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from recengine.artifacts import open_artifact_store
+from recengine.config import Settings
+from recengine.metrics import open_metrics
+from recengine.sources import open_dead_letter, open_source
+from recengine.stores import open_cache, open_user_store
+from recengine.trainer.service import Trainer
+
+log = logging.getLogger("recengine.trainer")
+
+
+def build_trainer(settings: Settings) -> Trainer:
+    """A trainer wired to the backends of ``settings``, resumed from its newest checkpoint."""
+    trainer = Trainer(
+        settings,
+        source=open_source(settings),
+        dlq=open_dead_letter(settings),
+        artifacts=open_artifact_store(settings.url("artifacts")),
+        users=open_user_store(settings.url("users")),
+        cache=open_cache(settings.url("cache")),
+        metrics=open_metrics(settings.url("metrics"), "trainer"),
+    )
+    trainer.restore()
+    return trainer
+
+
+def run_trainer(settings: Settings) -> int:
+    from recengine.cli import install_stop_handlers
+
+    trainer = build_trainer(settings)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+    log.info("trainer %s reading %s", settings.name, settings.events_url)
+    trainer.run(stop)
+    c = trainer.c
+    log.info("stopped: %d consumed, %d applied, %d rejected, %d versions published",
+             c.consumed, c.applied, c.rejected, c.versions_published)
+    return 0

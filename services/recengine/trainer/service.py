@@ -1,0 +1,224 @@
+"""The trainer process: stream -> micro-batches -> learner -> user vectors, checkpoints, versions.
+
+Exactly-once with respect to the model state: a checkpoint holds the learner *and* the source
+position (and dead-letter position) it covers; on start the trainer loads the newest checkpoint
+and seeks the source there, so events after it are applied again from the same state, and
+nothing before it is applied twice. ``source.commit`` is only called for covered positions.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from recengine.artifacts import ArtifactStore
+from recengine.config import Settings
+from recengine.events import EventBatch
+from recengine.metrics import Metrics
+from recengine.sources import DeadLetterSink, EventSource, decode
+from recengine.stores import Cache, UserRecord, UserStore
+from recengine.trainer.learner import Learner
+from recengine.versions import build_blobs
+
+log = logging.getLogger("recengine.trainer")
+
+
+@dataclass
+class TrainerCounters:
+    consumed: int = 0
+    rejected: int = 0
+    applied: int = 0
+    versions_published: int = 0
+    checkpoints: int = 0
+    last_version: int = 0
+    seq: int = 0
+    history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Runs the learning loop with its side effects on the stores."""
+
+    def __init__(self, settings: Settings, source: EventSource, dlq: DeadLetterSink,
+                 artifacts: ArtifactStore, users: UserStore, cache: Cache, metrics: Metrics,
+                 *, seed: int = 0) -> None:
+        self.s = settings
+        self.source = source
+        self.dlq = dlq
+        self.artifacts = artifacts
+        self.users = users
+        self.cache = cache
+        self.metrics = metrics
+        self.learner = Learner(settings, seed=seed)
+        self.c = TrainerCounters()
+        self._since_publish = 0
+        self._since_checkpoint = 0
+        now = time.monotonic()
+        self._last_flush = self._last_checkpoint = self._last_publish = now
+
+    # --- restart -------------------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Continue from the newest checkpoint, if any; True when one was loaded."""
+        latest = self.artifacts.latest_checkpoint()
+        if latest is None:
+            return False
+        seq, data = latest
+        # Checkpoints are this trainer's own artifacts (trusted), holding numpy state too.
+        state = torch.load(io.BytesIO(data), weights_only=False)
+        self.learner = Learner.from_state(self.s, state["learner"])
+        self.source.seek(state["source"])
+        self.dlq.truncate(state["dlq"])
+        self.c = TrainerCounters(**state["counters"])
+        self.c.seq = seq
+        log.info("resumed from checkpoint %d at %s (%d events applied)", seq, state["source"],
+                 self.c.applied)
+        return True
+
+    # --- the loop ------------------------------------------------------------------------------
+    def step(self) -> int:
+        """Poll, validate, learn one micro-batch and run what is due; returns records read."""
+        raws = self.source.poll(self.s.batch_size, self.s.batch_latency_s)
+        if raws:
+            with self.metrics.timer("batch_ms"):
+                events, rejected = decode(raws, self.source.fmt)
+                self.dlq.write(rejected)
+                stats = self.learner.learn(EventBatch.from_events(events))
+            self.c.consumed += len(raws)
+            self.c.rejected += len(rejected)
+            self.c.applied += len(events)
+            self._since_publish += len(events)
+            self._since_checkpoint += len(events)
+            self.metrics.incr("events_consumed", len(raws))
+            self.metrics.incr("events_applied", len(events))
+            if rejected:
+                self.metrics.incr("events_rejected", len(rejected))
+            if stats.seconds > 0:
+                self.metrics.gauge("events_per_second", len(events) / stats.seconds)
+        self._periodic()
+        return len(raws)
+
+    def run(self, stop: threading.Event | None = None,
+            on_progress: Callable[[Trainer], None] | None = None) -> None:
+        """Learn until ``stop`` is set or a non-following source is exhausted, then finish."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            n = self.step()
+            if on_progress is not None and n:
+                on_progress(self)
+            if self.source.exhausted():
+                break
+        self.finish()
+
+    def finish(self) -> None:
+        """Flush, publish what is new and checkpoint (a clean stop loses no work)."""
+        self.flush_users()
+        if self._since_publish:
+            self.publish()
+        if self._since_checkpoint or not self.artifacts.checkpoints():
+            self.checkpoint()
+
+    def _periodic(self) -> None:
+        now = time.monotonic()
+        s = self.s
+        if now - self._last_flush >= s.flush_interval_s:
+            self.flush_users()
+        if self._since_publish and (self._since_publish >= s.publish_every_events
+                                    or now - self._last_publish >= s.publish_interval_s):
+            self.publish()
+            self.checkpoint()  # a version's offsets are then covered by a checkpoint
+        if self._since_checkpoint and (self._since_checkpoint >= s.checkpoint_every_events
+                                       or now - self._last_checkpoint >= s.checkpoint_interval_s):
+            self.checkpoint()
+
+    # --- side effects --------------------------------------------------------------------------
+    def flush_users(self) -> int:
+        """Write the folded vectors and recent items of users touched since the last flush."""
+        self._last_flush = time.monotonic()
+        lr = self.learner
+        dirty = np.fromiter(lr.dirty_users, dtype=np.int64, count=len(lr.dirty_users))
+        lr.dirty_users = set()
+        if len(dirty):
+            with self.metrics.timer("flush_ms"):
+                vectors = lr.model.user_vectors(dirty)
+                now = time.time()
+                records = [UserRecord(lr.users.id(int(r)), vectors[n],
+                                      int(lr.user_events[r]), lr.user_recent(int(r)), now)
+                           for n, r in enumerate(dirty.tolist())]
+                self.users.upsert(records)
+                self.cache.put_users(records)
+        self.cache.set_popular(self._popular_lists())
+        new_meta = {lr.items.id(r): doc for r, doc in lr.item_info.items()}
+        if new_meta:
+            self.cache.put_items(new_meta)
+        rolling, pop = lr.tracker.rolling()
+        self.metrics.gauge("recall_at_k", rolling)
+        self.metrics.gauge("popularity_recall_at_k", pop)
+        self.metrics.gauge("users", len(lr.users))
+        self.metrics.gauge("items", len(lr.items))
+        return len(dirty)
+
+    def _popular_lists(self, n: int = 100) -> dict[str, list[tuple[str, float]]]:
+        lr = self.learner
+        lists = {"": lr.popular(n)}
+        for cat in lr.popularity.by_category:
+            lists[cat] = lr.popular(n, cat)
+        return lists
+
+    def checkpoint(self) -> int:
+        """Persist the learner with the positions it covers; then commit those positions."""
+        t0 = time.perf_counter()
+        position = self.source.position()
+        self.c.seq += 1
+        self.c.checkpoints += 1
+        counters = {k: v for k, v in vars(self.c).items()}
+        state = {"learner": self.learner.state(), "source": position,
+                 "dlq": self.dlq.position(), "counters": counters}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self.artifacts.put_checkpoint(self.c.seq, buf.getvalue())
+        self.artifacts.prune_checkpoints(self.s.checkpoints_kept)
+        self.source.commit(position)
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self.metrics.timing("checkpoint_ms", (time.perf_counter() - t0) * 1000)
+        self.metrics.incr("checkpoints")
+        return self.c.seq
+
+    def publish(self) -> int:
+        """Publish an embedding version of the current state; returns its number."""
+        t0 = time.perf_counter()
+        lr = self.learner
+        n = len(lr.items)
+        nb_ids, nb_w = lr.neighbours.table(n, lr.last_ts)
+        rolling, pop = lr.tracker.rolling()
+        quality = {f"recall_at_{lr.tracker.k}": rolling,
+                   f"popularity_recall_at_{lr.tracker.k}": pop,
+                   "evaluated": lr.tracker.evaluated, "events": lr.events}
+        blobs, manifest = build_blobs(
+            item_ids=list(lr.items.ids), vectors=lr.model.item_vectors(n),
+            output_weights=lr.model.output_weights(), neighbour_ids=nb_ids,
+            neighbour_weights=nb_w, popular=self._popular_lists(),
+            items_meta={lr.items.id(r): doc for r, doc in lr.item_info.items()},
+            index_type=self.s.index_type, quality=quality,
+            offsets=self.source.position(),
+            extra={"name": self.s.name, "users": len(lr.users), "recent_items": self.s.recent_items,
+                   "recency_decay": self.s.recency_decay, "blend": self.s.blend,
+                   "candidates": self.s.candidates})
+        number = self.artifacts.publish(blobs, manifest)
+        self.c.versions_published += 1
+        self.c.last_version = number
+        self.artifacts.prune_versions(self.s.versions_kept, protect={number})
+        self._since_publish = 0
+        self._last_publish = time.monotonic()
+        self.metrics.timing("publish_ms", (time.perf_counter() - t0) * 1000)
+        self.metrics.incr("versions_published")
+        self.metrics.gauge("version", number)
+        log.info("published embedding version %d (%d items, recall@%d %.4f vs popularity %.4f)",
+                 number, n, lr.tracker.k, rolling, pop)
+        return number
