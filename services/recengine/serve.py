@@ -32,7 +32,8 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
 def gunicorn_argv(service: str, bind: str, workers: int, threads: int = 1,
                   timeout_s: int = 60) -> list[str]:
     exe = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
-    return [exe, APPS[service], "--bind", bind, "--workers", str(workers),
+    return [exe, APPS[service], "--config", "python:recengine.gunicorn_conf",
+            "--bind", bind, "--workers", str(workers),
             "--threads", str(threads), "--timeout", str(timeout_s), "--graceful-timeout", "10",
             "--access-logfile", "-" if os.environ.get("RECENGINE_ACCESS_LOG") else "/dev/null",
             "--log-level", "warning", "--name", f"recengine-{service}"]

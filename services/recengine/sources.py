@@ -128,7 +128,8 @@ class DeadLetterSink(ABC):
         return {}
 
     def truncate(self, position: dict) -> None:
-        """Forget what was written after ``position`` (used on restart from a checkpoint)."""
+        """Forget what was written after ``position`` (used on restart from a checkpoint;
+        an empty position means the beginning)."""
 
     def close(self) -> None:
         """Release resources."""

@@ -45,7 +45,8 @@ class IndexState:
         self.error: str | None = None
         self.loading = False
 
-    def load(self) -> None:
+    def load(self, wait: bool = True) -> bool:
+        """Load the configured version; with ``wait``, poll until it exists and verifies."""
         self.loading = True
         t0 = time.perf_counter()
         try:
@@ -56,6 +57,8 @@ class IndexState:
                     break
                 except RecEngineError as exc:
                     self.error = str(exc)
+                    if not wait:
+                        return False
                     log.warning("waiting for embedding version: %s", exc)
                     time.sleep(1.0)
             self.searcher = Searcher(version)
@@ -65,11 +68,14 @@ class IndexState:
             self.metrics.timing("load_ms", (time.perf_counter() - t0) * 1000)
             log.info("serving embedding version %d (%d items)", version.number,
                      len(version.item_ids))
+            return True
         finally:
             self.loading = False
 
     def start(self) -> None:
-        threading.Thread(target=self.load, name="version-loader", daemon=True).start()
+        """Load now if the version is there; else keep polling for it in the background."""
+        if not self.load(wait=False):
+            threading.Thread(target=self.load, name="version-loader", daemon=True).start()
 
     def require(self) -> Searcher:
         if self.searcher is None:

@@ -67,6 +67,9 @@ class Trainer:
         """Continue from the newest checkpoint, if any; True when one was loaded."""
         latest = self.artifacts.latest_checkpoint()
         if latest is None:
+            # Nothing is covered yet: rejects written by a run that died before its first
+            # checkpoint will be written again when their events are read again.
+            self.dlq.truncate({})
             return False
         seq, data = latest
         # Checkpoints are this trainer's own artifacts (trusted), holding numpy state too.

@@ -1,0 +1,44 @@
+# recengine developer entry points. `make demo` and `make test` are the whole quick start.
+#
+# The virtual environment lives outside the clone (~/.cache/recengine/venv-pyX.Y), so the
+# large torch wheel is installed once per machine and every clone (and CI run) reuses it; the
+# editable install of this clone is redone whenever pyproject.toml or the clone's path changes.
+
+PYTHON ?= python3
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV ?= $(HOME)/.cache/recengine/venv-py$(PYVER)
+STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml; pwd) | sha256sum | cut -c1-16)
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint unit venv bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/recengine demo
+
+lint: venv
+	$(BIN)/ruff check services bench tests
+
+test: venv lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python bench/trainer.py
+	$(BIN)/python bench/serving.py --items 100000
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .ruff_cache
