@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml; pwd) | sha256sum | cut 
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit venv bench clean
+.PHONY: demo test lint unit venv infra bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check services bench tests
 
-test: venv lint
+# Installs (once, cached under ~/.cache/recengine) the real servers the integration tests
+# start: Kafka, FerretDB, Redis, Graphite + statsd. See tools/infra/README.md.
+infra:
+	bash tools/infra/install.sh all
+
+test: venv lint infra
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 unit: venv

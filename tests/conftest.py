@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.fixtures import *  # noqa: F403  (session fixtures of the real servers)
 
 from recengine import serve
 from recengine.config import Settings
