@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(service, help=f"serve the {service} app under gunicorn")
         p.add_argument("--bind", default=f"0.0.0.0:{port}")
         p.add_argument("--workers", type=int, default=2)
-        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--threads", type=int, default=None,
+                       help="threads per worker (default: index 2, api 4)")
         _settings_flags(p)
         p.set_defaults(func=cmd_serve, service=service)
 

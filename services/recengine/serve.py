@@ -16,6 +16,9 @@ import requests
 from recengine.config import ENV_PREFIX, Settings
 
 APPS = {"index": "recengine.index.app:app", "api": "recengine.api.app:app"}
+#: Threads per gunicorn worker. More than one selects the gthread worker, which keeps client
+#: connections alive (the sync worker closes each one); the API mostly waits on the index.
+THREADS = {"index": 2, "api": 4}
 
 
 def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -29,8 +32,9 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
     return env
 
 
-def gunicorn_argv(service: str, bind: str, workers: int, threads: int = 1,
+def gunicorn_argv(service: str, bind: str, workers: int, threads: int | None = None,
                   timeout_s: int = 60) -> list[str]:
+    threads = threads or THREADS[service]
     exe = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
     return [exe, APPS[service], "--config", "python:recengine.gunicorn_conf",
             "--bind", bind, "--workers", str(workers),
@@ -46,10 +50,10 @@ def free_port() -> int:
 
 
 def start(service: str, settings: Settings, port: int, workers: int = 1,
-          log_path: str | None = None) -> subprocess.Popen:
+          log_path: str | None = None, threads: int | None = None) -> subprocess.Popen:
     """Start a gunicorn process for ``service`` on 127.0.0.1:port."""
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    return subprocess.Popen(gunicorn_argv(service, f"127.0.0.1:{port}", workers),
+    return subprocess.Popen(gunicorn_argv(service, f"127.0.0.1:{port}", workers, threads),
                             env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
