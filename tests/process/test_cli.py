@@ -1,0 +1,55 @@
+"""The command line as a user calls it: generate, then evaluate a file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.process
+
+RECENGINE = [sys.executable, "-m", "recengine.cli"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*RECENGINE, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_eval_reads_a_movielens_style_tsv_as_is_and_plots_recall(tmp_path: Path) -> None:
+    tsv = tmp_path / "ratings.tsv"
+    r = _run("generate", "--out", str(tsv), "--format", "tsv", "--events", "15000",
+             "--users", "800", "--items", "600")
+    assert r.returncode == 0, r.stderr
+    first = tsv.read_text().splitlines()[0].split("\t")
+    assert len(first) == 3  # user, item, timestamp: no header, no event type
+    png = tmp_path / "recall.png"
+    r = _run("eval", "--events", str(tsv), "--json", "--plot", str(png))
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert set(result) >= {"events", "evaluated", "recall_at_10", "popularity_recall_at_10",
+                           "events_per_second"}
+    assert result["events"] == 15000
+    assert 0 < result["evaluated"] < result["events"]
+    assert result["recall_at_10"] > result["popularity_recall_at_10"] > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_of_a_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    r = _run("eval", "--events", str(tmp_path / "nope.tsv"))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"recengine: configuration error: events file {tmp_path / 'nope.tsv'} does not exist"]
+
+
+def test_csv_streams_are_evaluated_with_their_header_skipped(tmp_path: Path) -> None:
+    csv = tmp_path / "events.csv"
+    assert _run("generate", "--out", str(csv), "--format", "csv", "--events", "5000",
+                "--users", "300", "--items", "200").returncode == 0
+    r = _run("eval", "--events", str(csv), "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["events"] == 5000
+    assert result["rejected"] > 0  # the generator's malformed rows, counted, never fatal
