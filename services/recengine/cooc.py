@@ -3,9 +3,9 @@
 When a user consumes item j after recent items r_0 (newest) … r_{L-1}, the pair (r_p, j) gains
 ``weight * recency_decay**p`` in both directions. Each item keeps its ``K`` strongest neighbours
 in a per-row weighted Space-Saving sketch, so memory is ``items x K`` whatever the stream length.
-Weights decay with a half-life (lazily, per row, when the row is touched) and are read
+Weights decay with a half-life (forward decay: old weights are never touched) and are read
 cosine-normalised: ``C[i, j] / sqrt(n_i * n_j)`` with ``n`` the decayed item counts. Every update
-is vectorised over a micro-batch round in which each user appears at most once.
+is vectorised over a whole micro-batch.
 """
 
 from __future__ import annotations
@@ -56,96 +56,118 @@ class RecentItems:
         return r
 
 
+#: Forward-decay exponent (in half-lives) after which the reference time moves forward.
+_RESCALE_HALF_LIVES = 20.0
+
+
 class ItemNeighbours:
-    """Top-K co-occurring items per item, time-decayed, with decayed item counts."""
+    """Top-K co-occurring items per item, time-decayed, with decayed item counts.
+
+    Decay is *forward*: a co-occurrence at time t adds ``w * 2**((t - t_ref) / half_life)``, so
+    an update never touches old weights, and a read needs no decay at all, because the cosine
+    ``C[i, j] / sqrt(n_i * n_j)`` of weights that share one scale factor is that of the decayed
+    weights. ``t_ref`` moves forward (rescaling everything once) before the factor grows large.
+    """
 
     def __init__(self, k: int, half_life_s: float, recency_decay: float,
                  capacity: int = 1024) -> None:
         self.k = k
         self.half_life_s = half_life_s
         self.recency_decay = recency_decay
-        self.nb = np.full((capacity, k), -1, dtype=np.int64)
+        self.t_ref: float | None = None
+        self.nb = np.full((capacity, k), -1, dtype=np.int32)
         self.w = np.zeros((capacity, k), dtype=np.float32)
-        self.row_t = np.zeros(capacity, dtype=np.float64)
         self.cnt = np.zeros(capacity, dtype=np.float64)
-        self.cnt_t = np.zeros(capacity, dtype=np.float64)
 
     def ensure(self, n_items: int, growth: float = 0.1) -> None:
         if n_items > len(self.nb):
             cap = max(n_items, int(len(self.nb) * (1 + growth)) + 1)
             self.nb = _grown(self.nb, cap, -1)
             self.w = _grown(self.w, cap, 0.0)
-            self.row_t = _grown(self.row_t, cap, 0.0)
             self.cnt = _grown(self.cnt, cap, 0.0)
-            self.cnt_t = _grown(self.cnt_t, cap, 0.0)
 
-    def _decay(self, t: np.ndarray | float, since: np.ndarray) -> np.ndarray:
-        return np.exp2(-np.maximum(np.asarray(t) - since, 0.0) / self.half_life_s)
+    def _scale(self, ts: np.ndarray) -> np.ndarray:
+        """Forward-decay factors of times (rescaling everything first when they grew large)."""
+        t_max = float(ts.max())
+        if self.t_ref is None:
+            self.t_ref = float(ts.min())
+        elif (t_max - self.t_ref) / self.half_life_s > _RESCALE_HALF_LIVES:
+            f = 2.0 ** ((self.t_ref - t_max) / self.half_life_s)
+            self.w *= np.float32(f)
+            self.cnt *= f
+            self.t_ref = t_max
+        return np.exp2((ts - self.t_ref) / self.half_life_s)
 
     def update(self, prev_rows: np.ndarray, items: np.ndarray, ts: np.ndarray,
                weights: np.ndarray) -> None:
         """Learn from one round: ``prev_rows[b]`` are user b's recent items before ``items[b]``."""
         if len(items) == 0:
             return
-        now = float(ts.max())
-        uniq_items = np.unique(items)
-        self.cnt[uniq_items] *= self._decay(now, self.cnt_t[uniq_items])
-        self.cnt_t[uniq_items] = now
-        np.add.at(self.cnt, items, weights.astype(np.float64))
+        ew = weights.astype(np.float64) * self._scale(np.asarray(ts, dtype=np.float64))
+        uniq_items, inv = np.unique(items, return_inverse=True)
+        self.cnt[uniq_items] += np.bincount(inv, weights=ew)
         L = prev_rows.shape[1]
         pos_w = self.recency_decay ** np.arange(L, dtype=np.float64)
         valid = (prev_rows >= 0) & (prev_rows != items[:, None])
-        if not valid.any():
-            return
         b_idx, p_idx = np.nonzero(valid)
+        if len(b_idx) == 0:
+            return
         a = prev_rows[b_idx, p_idx]
         b = items[b_idx]
-        pw = weights[b_idx].astype(np.float64) * pos_w[p_idx]
-        src = np.concatenate([a, b])
-        dst = np.concatenate([b, a])
-        pw = np.concatenate([pw, pw])
+        pw = ew[b_idx] * pos_w[p_idx]
         cap = np.int64(len(self.nb))
-        keys, inverse = np.unique(src * cap + dst, return_inverse=True)
-        add = np.bincount(inverse, weights=pw).astype(np.float32)
-        src, dst = keys // cap, keys % cap
-        rows = np.unique(src)
-        self.w[rows] *= self._decay(now, self.row_t[rows])[:, None].astype(np.float32)
-        self.row_t[rows] = now
+        # Both directions of every pair, summed per (row, neighbour); keys sort by row.
+        keys, inverse = np.unique(np.concatenate([a * cap + b, b * cap + a]),
+                                  return_inverse=True)
+        add = np.bincount(inverse, weights=np.concatenate([pw, pw])).astype(np.float32)
+        src, dst = keys // cap, (keys % cap).astype(np.int32)
         match = self.nb[src] == dst[:, None]
         has = match.any(axis=1)
         slot = match.argmax(axis=1)
         self.w[src[has], slot[has]] += add[has]
-        src, dst, add = src[~has], dst[~has], add[~has]
+        new = ~has
+        src, dst, add = src[new], dst[new], add[new]
         if len(src) == 0:
             return
-        # Newcomers: each row admits its strongest K candidates, one per row per step, each
-        # taking the row's weakest slot and inheriting its weight (Space-Saving).
-        order = np.lexsort((-add, src))
+        # Newcomers, Space-Saving per row and batch: an untracked neighbour may have had up to
+        # the row's smallest weight (its floor; 0 while a slot is empty), so it competes with
+        # floor + its weight, and the row keeps its K heaviest of old and new. With old slots
+        # sorted up and newcomers down, that is: the r-th strongest newcomer replaces the r-th
+        # weakest slot exactly when it is heavier.
+        # Sort by row, heaviest first inside a row: one integer key, since the bits of a
+        # non-negative float32 order like its value.
+        order = np.argsort((src << 32) | (0xFFFFFFFF - add.view(np.uint32)).astype(np.int64))
         src, dst, add = src[order], dst[order], add[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(src)) + 1]
-        rank = np.arange(len(src)) - np.repeat(starts, np.diff(np.r_[starts, len(src)]))
-        for r in range(min(int(rank.max()) + 1, self.k)):
-            sel = rank == r
-            s, d, w = src[sel], dst[sel], add[sel]
-            victim = self.w[s].argmin(axis=1)
-            self.nb[s, victim] = d
-            self.w[s, victim] += w
+        starts = np.r_[0, np.flatnonzero(src[1:] != src[:-1]) + 1]
+        counts = np.diff(np.r_[starts, len(src)])
+        rows = src[starts]
+        rank = np.arange(len(src)) - np.repeat(starts, counts)
+        enter = rank < self.k
+        row_w = self.w[rows]
+        weakest = np.argsort(row_w, axis=1, kind="stable")
+        row_of = np.repeat(np.arange(len(rows)), counts)[enter]
+        victim = weakest[row_of, rank[enter]]
+        cand = add[enter] + row_w[row_of, weakest[row_of, 0]]
+        admit = cand > row_w[row_of, victim]
+        s, victim = src[enter][admit], victim[admit]
+        self.nb[s, victim] = dst[enter][admit]
+        self.w[s, victim] = cand[admit]
 
-    def normalised(self, rows: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """Neighbour ids and cosine-normalised weights of ``rows`` (any shape) at time ``now``."""
+    def normalised(self, rows: np.ndarray, now: float | None = None) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+        """Neighbour ids and cosine-normalised weights of ``rows`` (any shape), as of the last
+        update (``now`` is accepted for compatibility: decay cancels out of the cosine)."""
         flat = rows.reshape(-1)
         safe = np.where(flat >= 0, flat, 0)
         nb = self.nb[safe]
-        w = self.w[safe].astype(np.float64) * self._decay(now, self.row_t[safe])[:, None]
-        cnt_rows = self.cnt[safe] * self._decay(now, self.cnt_t[safe])
         nb_safe = np.where(nb >= 0, nb, 0)
-        cnt_nb = self.cnt[nb_safe] * self._decay(now, self.cnt_t[nb_safe])
-        denom = np.sqrt(np.maximum(cnt_rows[:, None] * cnt_nb, 1e-12))
-        out = np.where((nb >= 0) & (flat[:, None] >= 0), w / denom, 0.0).astype(np.float32)
-        nb = np.where(out > 0, nb, -1)
+        denom = np.sqrt(np.maximum(self.cnt[safe][:, None] * self.cnt[nb_safe], 1e-30))
+        out = np.where((nb >= 0) & (flat[:, None] >= 0), self.w[safe] / denom, 0.0)
+        out = np.minimum(out, 1e30).astype(np.float32)
+        nb = np.where(out > 0, nb, -1).astype(np.int64)
         return nb.reshape(*rows.shape, self.k), out.reshape(*rows.shape, self.k)
 
-    def table(self, n_items: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+    def table(self, n_items: int, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The whole normalised neighbour table for publishing, strongest neighbour first."""
         nb, w = self.normalised(np.arange(n_items), now)
         order = np.argsort(-w, axis=1, kind="stable")
@@ -154,16 +176,24 @@ class ItemNeighbours:
 
     def state(self, n_items: int) -> dict:
         return {"k": self.k, "half_life_s": self.half_life_s,
-                "recency_decay": self.recency_decay,
+                "recency_decay": self.recency_decay, "t_ref": self.t_ref,
                 "nb": self.nb[:n_items].copy(), "w": self.w[:n_items].copy(),
-                "row_t": self.row_t[:n_items].copy(), "cnt": self.cnt[:n_items].copy(),
-                "cnt_t": self.cnt_t[:n_items].copy()}
+                "cnt": self.cnt[:n_items].copy()}
 
     @classmethod
     def from_state(cls, state: dict) -> ItemNeighbours:
         n = len(state["nb"])
         x = cls(int(state["k"]), float(state["half_life_s"]), float(state["recency_decay"]),
                 max(1, n))
-        for name in ("nb", "w", "row_t", "cnt", "cnt_t"):
-            getattr(x, name)[:n] = state[name]
+        x.nb[:n] = state["nb"]
+        x.w[:n] = state["w"]
+        x.cnt[:n] = state["cnt"]
+        x.t_ref = state.get("t_ref")
+        if "row_t" in state:  # an older checkpoint: weights decayed lazily up to row_t / cnt_t
+            t_ref = float(max(np.max(state["row_t"], initial=0.0),
+                              np.max(state["cnt_t"], initial=0.0)))
+            x.t_ref = t_ref if n else None
+            x.w[:n] *= np.exp2((np.asarray(state["row_t"]) - t_ref)
+                               / x.half_life_s)[:, None].astype(np.float32)
+            x.cnt[:n] *= np.exp2((np.asarray(state["cnt_t"]) - t_ref) / x.half_life_s)
         return x

@@ -12,11 +12,18 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from itertools import compress, repeat
 
 import numpy as np
+
+try:  # a fast JSON parser for the trainer's hot path; the standard library decides the rest
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - orjson is a dependency, but stay correct without it
+    _fast_loads = json.loads
 
 MAX_ID_LENGTH = 256
 MAX_TYPE_LENGTH = 64
@@ -79,9 +86,13 @@ def parse_ts(value: object) -> float:
             ts = float(value)
         except ValueError:
             try:
-                ts = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+                when = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 raise EventError(f"ts {value[:40]!r} is not a number or ISO-8601 time") from None
+            # A time without an offset is UTC, never the host's local time.
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            ts = when.timestamp()
     else:
         raise EventError("ts is missing" if value is None else "ts must be a number")
     if not math.isfinite(ts) or ts < 0:
@@ -169,19 +180,36 @@ def format_for_path(path: str, configured: str = "auto") -> str:
 
 @dataclass
 class EventBatch:
-    """Validated events as columns, the unit the trainer learns from."""
+    """Validated events as columns, the unit the trainer learns from.
+
+    ``categories`` and ``metadata`` (optional, per event) keep what each event carried, so a
+    batch is also a read-only sequence of :class:`Event` (``batch[n]``, ``for e in batch``).
+    """
 
     users: list[str]
     items: list[str]
     kinds: list[str]
     ts: np.ndarray
     item_info: dict[str, dict] = field(default_factory=dict)
+    categories: list[str | None] | None = None
+    metadata: list[dict | None] | None = None
 
     def __len__(self) -> int:
         return len(self.users)
 
+    def __getitem__(self, n: int) -> Event:
+        cat = self.categories[n] if self.categories is not None else None
+        meta = self.metadata[n] if self.metadata is not None else None
+        return Event(self.users[n], self.items[n], self.kinds[n], float(self.ts[n]), cat, meta)
+
+    def __iter__(self) -> Iterator[Event]:
+        return (self[n] for n in range(len(self)))
+
     @classmethod
-    def from_events(cls, events: Sequence[Event]) -> EventBatch:
+    def from_events(cls, events: Sequence[Event] | EventBatch) -> EventBatch:
+        """Columns of events; a batch (as :func:`decode_jsonl` makes) is returned as it is."""
+        if isinstance(events, EventBatch):
+            return events
         info: dict[str, dict] = {}
         for e in events:
             if e.category is not None or e.metadata:
@@ -195,13 +223,149 @@ class EventBatch:
             kinds=[e.event for e in events],
             ts=np.fromiter((e.ts for e in events), dtype=np.float64, count=len(events)),
             item_info=info,
+            categories=[e.category for e in events],
+            metadata=[e.metadata for e in events],
         )
 
     def weights(self, table: dict[str, float]) -> np.ndarray:
         """Per-event weights from the event-type table (unknown types weigh 1)."""
-        get = table.get
-        return np.fromiter((get(k, 1.0) for k in self.kinds), dtype=np.float32,
+        return np.fromiter(map(table.get, self.kinds, repeat(1.0)), dtype=np.float32,
                            count=len(self.kinds))
+
+
+#: A line the fast JSON parser refused: it takes the exact (standard library) path.
+_UNPARSED = object()
+_EMPTY: dict = {}
+_NUMBER_TYPES = frozenset((int, float))  # not bool: True is no time
+
+
+def _only(values: list, kind: type) -> bool:
+    return set(map(type, values)) == {kind} if values else True
+
+
+def _strip_column(col: list, slow: np.ndarray, limit: int) -> list[str]:
+    """Stripped strings of a column; rows with a non-string, an empty or a too long value are
+    marked slow (the exact validator decides them)."""
+    n = len(col)
+    if not _only(col, str):
+        _patch(col, np.fromiter(map(isinstance, col, repeat(str)), dtype=bool, count=n), slow,
+               "-")
+    out = list(map(str.strip, col))
+    lengths = np.fromiter(map(len, out), dtype=np.int64, count=n)
+    slow |= (lengths == 0) | (lengths > limit)
+    return out
+
+
+def _patch(col: list, ok: np.ndarray, slow: np.ndarray, placeholder: object) -> None:
+    """Mark the rows that are not ``ok`` slow and put a harmless placeholder in them."""
+    bad = np.flatnonzero(~ok)
+    slow[bad] = True
+    for r in bad.tolist():
+        col[r] = placeholder
+
+
+def _not_none(col: list) -> list[int]:
+    return np.flatnonzero(np.fromiter(map(operator.is_not, col, repeat(None)), dtype=bool,
+                                      count=len(col))).tolist()
+
+
+def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected]]:
+    """Decode and validate JSON lines straight into a batch's columns.
+
+    The same events, values and reject reasons as :func:`parse_json` per line, without an
+    :class:`Event` per line: a fast parser (orjson when installed) reads the lines, the schema is
+    checked a column at a time, and only a line that fails a check (or that the fast parser
+    refuses) goes through :func:`parse_json`, which decides it exactly. (One difference: an
+    integer beyond 64 bits inside ``metadata`` is kept as a float.)
+    """
+    n = len(raws)
+    docs: list = []
+    append = docs.append
+    loads = _fast_loads
+    for raw in raws:
+        try:
+            append(loads(raw))
+        except ValueError:  # orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError
+            append(_UNPARSED)
+    slow = np.zeros(n, dtype=bool)
+    rows = docs
+    if not _only(docs, dict):
+        rows = list(docs)
+        _patch(rows, np.fromiter(map(isinstance, docs, repeat(dict)), dtype=bool, count=n), slow,
+               _EMPTY)
+    get = dict.get
+    users = _strip_column(list(map(get, rows, repeat("user_id"))), slow, MAX_ID_LENGTH)
+    items = _strip_column(list(map(get, rows, repeat("item_id"))), slow, MAX_ID_LENGTH)
+
+    kinds = list(map(get, rows, repeat("event"), repeat("view")))
+    if not _only(kinds, str):
+        _patch(kinds, np.fromiter(map(isinstance, kinds, repeat(str)), dtype=bool, count=n),
+               slow, "view")
+    stripped = {k: k.strip() for k in set(kinds)}  # a handful of distinct types
+    bad = {k for k, s in stripped.items() if not s or len(k) > MAX_TYPE_LENGTH}
+    if bad:
+        slow |= np.fromiter(map(bad.__contains__, kinds), dtype=bool, count=n)
+    if any(k != s for k, s in stripped.items()):
+        kinds = list(map(stripped.__getitem__, kinds))
+
+    ts_col = list(map(get, rows, repeat("ts")))
+    types = set(map(type, ts_col))
+    if not types <= _NUMBER_TYPES:
+        _patch(ts_col, np.fromiter(map(_NUMBER_TYPES.__contains__, map(type, ts_col)),
+                                   dtype=bool, count=n), slow, 0.0)
+    try:
+        ts = np.array(ts_col, dtype=np.float64) if n else np.zeros(0)
+    except OverflowError:  # an integer too large for a float: the exact path says why
+        ts = np.zeros(n)
+        slow[:] = True
+    slow |= ~np.isfinite(ts) | (ts < 0)
+    ts = np.where(ts > 1e11, ts / 1000.0, ts)  # milliseconds by mistake, as parse_ts
+
+    categories = list(map(get, rows, repeat("category")))
+    cat_rows = _not_none(categories)
+    for r in cat_rows:
+        c = categories[r]
+        if not isinstance(c, str) or len(c) > MAX_ID_LENGTH:
+            slow[r] = True
+        elif not c:
+            categories[r] = None
+    metadata = list(map(get, rows, repeat("metadata")))
+    meta_rows = _not_none(metadata)
+    for r in meta_rows:
+        m = metadata[r]
+        if not isinstance(m, dict):
+            slow[r] = True
+        elif not m:
+            metadata[r] = None
+
+    rejected: list[Rejected] = []
+    slow_rows = np.flatnonzero(slow).tolist()
+    for r in slow_rows:
+        try:
+            e = parse_json(raws[r])
+        except EventError as exc:
+            rejected.append(Rejected(raws[r], str(exc)))  # type: ignore[arg-type]
+            continue
+        slow[r] = False
+        users[r], items[r], kinds[r], ts[r] = e.user_id, e.item_id, e.event, e.ts
+        categories[r], metadata[r] = e.category, e.metadata
+
+    info: dict[str, dict] = {}
+    for r in sorted({*cat_rows, *meta_rows, *slow_rows}):
+        if slow[r]:
+            continue
+        cat, meta = categories[r], metadata[r]
+        if cat is not None or meta:
+            doc = dict(meta or {})
+            if cat is not None:
+                doc["category"] = cat
+            info[items[r]] = doc
+    if rejected:
+        keep = (~slow).tolist()
+        users, items, kinds = (list(compress(c, keep)) for c in (users, items, kinds))
+        categories, metadata = list(compress(categories, keep)), list(compress(metadata, keep))
+        ts = ts[~slow]
+    return EventBatch(users, items, kinds, ts, info, categories, metadata), rejected
 
 
 def concat(batches: Iterable[EventBatch]) -> EventBatch:
@@ -216,4 +380,8 @@ def concat(batches: Iterable[EventBatch]) -> EventBatch:
         kinds=[k for b in bs for k in b.kinds],
         ts=np.concatenate([b.ts for b in bs]) if bs else np.zeros(0),
         item_info=info,
+        categories=([c for b in bs for c in b.categories]  # type: ignore[union-attr]
+                    if all(b.categories is not None for b in bs) else None),
+        metadata=([m for b in bs for m in b.metadata]  # type: ignore[union-attr]
+                  if all(b.metadata is not None for b in bs) else None),
     )

@@ -38,6 +38,15 @@ def json_body(req: falcon.Request, max_bytes: int = 1_048_576) -> Any:
         raise falcon.HTTPBadRequest(title="Invalid JSON", description=str(exc)) from None
 
 
+def json_object(req: falcon.Request, max_bytes: int = 1_048_576) -> dict[str, Any]:
+    """The request's JSON body, which must be an object (400 otherwise, never a 500)."""
+    body = json_body(req, max_bytes)
+    if not isinstance(body, dict):
+        raise falcon.HTTPBadRequest(title="Bad request",
+                                    description="body must be a JSON object")
+    return body
+
+
 def require_k(raw: Any) -> int:
     """A k between 1 and MAX_K, from a number or a query-string value."""
     try:

@@ -18,6 +18,7 @@ Only the trainer imports this module (and torch).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -73,6 +74,10 @@ class GMF:
             fresh = torch.zeros(extra)
         return torch.nn.Parameter(torch.cat([param.detach(), fresh]))
 
+    def _grown_rows(self, rows: int) -> int:
+        # Rounded first: 100 * 1.1 is 110.00000000000001 in floating point, not a reason for 111.
+        return math.ceil(round(rows * (1 + self.growth), 6))
+
     def ensure_capacity(self, users: int, items: int) -> bool:
         """Grow a table by ``growth`` (or more, if needed) when rows overflow it.
 
@@ -82,11 +87,11 @@ class GMF:
         grew = False
         old_state = self.optimizer.state_dict()
         if users > self.user_capacity:
-            rows = max(users, math.ceil(self.user_capacity * (1 + self.growth)))
+            rows = max(users, self._grown_rows(self.user_capacity))
             self.P = self._grow(self.P, rows)
             grew = True
         if items > self.item_capacity:
-            rows = max(items, math.ceil(self.item_capacity * (1 + self.growth)))
+            rows = max(items, self._grown_rows(self.item_capacity))
             self.Q = self._grow(self.Q, rows)
             self.bias = self._grow(self.bias, rows)
             grew = True
@@ -206,7 +211,9 @@ class GMF:
             "optimizer_name": self.optimizer_name,
             "P": self.P.detach().clone(), "Q": self.Q.detach().clone(),
             "bias": self.bias.detach().clone(), "w": self.w.detach().clone(),
-            "b": self.b.detach().clone(), "optimizer": self.optimizer.state_dict(),
+            # A snapshot: state_dict() holds the live Adagrad accumulators, which later steps
+            # (and a model restored from the same dict) would otherwise keep changing.
+            "b": self.b.detach().clone(), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
             "rng": self.gen.get_state(), "growths": self.growths,
         }
 

@@ -10,6 +10,8 @@ total/capacity is always kept).
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import numpy as np
 
 _RESCALE_EXPONENT = 40.0
@@ -49,7 +51,8 @@ class DecayedTopK:
         uniq, inverse = np.unique(keys, return_inverse=True)
         sums = np.bincount(inverse, weights=w)
         slot = self._slot
-        slots = np.fromiter((slot.get(int(k), -1) for k in uniq), dtype=np.int64, count=len(uniq))
+        slots = np.fromiter(map(slot.get, uniq.tolist(), repeat(-1)), dtype=np.int64,
+                            count=len(uniq))
         known = slots >= 0
         self.counts[slots[known]] += sums[known]
         new_keys = uniq[~known]
@@ -68,18 +71,24 @@ class DecayedTopK:
         rest_keys, rest_w = new_keys[take:], new_w[take:]
         if len(rest_keys) == 0:
             return
-        # Space-Saving: each newcomer evicts one of the smallest counters and inherits its count.
-        if len(rest_keys) >= self.capacity:
-            order = np.argsort(-rest_w)[: self.capacity]
-            rest_keys, rest_w = rest_keys[order], rest_w[order]
-        victims = np.argpartition(self.counts, len(rest_keys) - 1)[: len(rest_keys)]
-        victims = victims[np.argsort(self.counts[victims])]
-        order = np.argsort(-rest_w)
-        for k in self.keys[victims].tolist():
+        # Space-Saving, one batch at a time: an untracked key may already have had up to the
+        # smallest tracked count, so each newcomer enters with that floor plus its weight, and the
+        # heaviest ``capacity`` of old and new counters stay. Newcomers compete with each other
+        # too (as they would one event at a time): a batch with more new keys than small
+        # counters must not push out a heavy hitter.
+        cap = self.capacity
+        floor = float(self.counts.min())
+        candidates = np.concatenate([self.counts, rest_w + floor])
+        keep = np.argpartition(-candidates, cap - 1)[:cap]
+        admitted = keep[keep >= cap] - cap
+        if len(admitted) == 0:
+            return
+        evicted = np.setdiff1d(np.arange(cap), keep[keep < cap], assume_unique=True)
+        for k in self.keys[evicted].tolist():
             slot.pop(k, None)
-        self.keys[victims] = rest_keys[order]
-        self.counts[victims] = self.counts[victims] + rest_w[order]
-        for k, s in zip(rest_keys[order].tolist(), victims.tolist(), strict=True):
+        self.keys[evicted] = rest_keys[admitted]
+        self.counts[evicted] = rest_w[admitted] + floor
+        for k, s in zip(rest_keys[admitted].tolist(), evicted.tolist(), strict=True):
             slot[k] = s
 
     def top(self, n: int, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -124,17 +133,21 @@ class Popularity:
         self.overall.update(rows, ts, weights)
         if categories is None or names is None:
             return
-        has = categories >= 0
-        if not has.any():
+        has = np.flatnonzero(categories >= 0)
+        if not len(has):
             return
-        cats = categories[has]
-        for c in np.unique(cats).tolist():
-            mask = cats == c
+        # One stable sort by category, then a slice per category (in stream order inside it).
+        order = has[np.argsort(categories[has], kind="stable")]
+        cats = categories[order]
+        bounds = np.flatnonzero(np.diff(cats)) + 1
+        starts, ends = np.r_[0, bounds], np.r_[bounds, len(cats)]
+        for c, a, b in zip(cats[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
             sketch = self.by_category.get(names[c])
             if sketch is None:
                 sketch = DecayedTopK(max(10, self.capacity // 4), self.half_life_s)
                 self.by_category[names[c]] = sketch
-            sketch.update(rows[has][mask], ts[has][mask], weights[has][mask])
+            sel = order[a:b]
+            sketch.update(rows[sel], ts[sel], weights[sel])
 
     def top(self, n: int, category: str | None = None,
             now: float | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -49,7 +49,9 @@ def blend_dense(mf: np.ndarray, i2i: np.ndarray, excluded: np.ndarray, blend: fl
         top = np.argpartition(-mf, m - 1, axis=1)[:, :m]
         order = np.argsort(-np.take_along_axis(mf, top, 1), axis=1, kind="stable")
         top = np.take_along_axis(top, order, 1)
-        bonus = (blend * (1.0 - np.arange(m, dtype=np.float32) / m))[None, :]
+        # Rank over ``candidates`` (not over m): the same bonus as ``blend_candidates`` even
+        # when the catalogue is smaller than the candidate list.
+        bonus = (blend * (1.0 - np.arange(m, dtype=np.float32) / candidates))[None, :]
         finite = np.isfinite(np.take_along_axis(mf, top, 1))
         rows = np.broadcast_to(np.arange(b)[:, None], top.shape)
         score[rows[finite], top[finite]] += np.broadcast_to(bonus, top.shape)[finite]
@@ -65,27 +67,25 @@ def blend_candidates(mf_ids: np.ndarray, i2i_ids: np.ndarray, i2i_scores: np.nda
                                                                                 np.ndarray]:
     """Top-k rows and scores for one query from MF candidates (best first) and i2i scores."""
     mf_ids = np.asarray(mf_ids, dtype=np.int64)
+    i2i_ids = np.asarray(i2i_ids, dtype=np.int64)
+    i2i_scores = np.asarray(i2i_scores, dtype=np.float64)
+    mf_ids = mf_ids[mf_ids >= 0]
+    keep = (i2i_ids >= 0) & (i2i_scores > 0)
     if exclude:
-        keep = np.fromiter((int(x) not in exclude for x in mf_ids), dtype=bool,
-                           count=len(mf_ids))
-        mf_ids = mf_ids[keep]
-    mf_ids = mf_ids[mf_ids >= 0][:candidates]
-    scores: dict[int, float] = {}
-    if blend > 0 and len(mf_ids):
-        bonus = blend * (1.0 - np.arange(len(mf_ids), dtype=np.float64) / candidates)
-        scores = dict(zip(mf_ids.tolist(), bonus.tolist(), strict=True))
-    for item, s in zip(np.asarray(i2i_ids).tolist(), np.asarray(i2i_scores).tolist(),
-                       strict=True):
-        if item >= 0 and s > 0 and item not in exclude:
-            scores[item] = scores.get(item, 0.0) + s
-    if not scores:
+        excl = np.fromiter(exclude, dtype=np.int64, count=len(exclude))
+        mf_ids = mf_ids[~np.isin(mf_ids, excl)]
+        keep &= ~np.isin(i2i_ids, excl)
+    mf_ids = mf_ids[:candidates] if blend > 0 else mf_ids[:0]
+    bonus = blend * (1.0 - np.arange(len(mf_ids), dtype=np.float64) / candidates)
+    ids = np.concatenate([mf_ids, i2i_ids[keep]])
+    if len(ids) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    ids = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
-    vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
-    kk = min(k, len(ids))
+    uniq, inv = np.unique(ids, return_inverse=True)
+    vals = np.bincount(inv, weights=np.concatenate([bonus, i2i_scores[keep]]))
+    kk = min(k, len(uniq))
     top = np.argpartition(-vals, kk - 1)[:kk]
     top = top[np.argsort(-vals[top], kind="stable")]
-    return ids[top], vals[top].astype(np.float32)
+    return uniq[top], vals[top].astype(np.float32)
 
 
 def item2item_sparse(rec_rows: np.ndarray, rec_w: np.ndarray, nb_ids: np.ndarray,

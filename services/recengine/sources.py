@@ -19,7 +19,16 @@ from pathlib import Path
 
 from recengine.config import Settings
 from recengine.errors import ConfigError
-from recengine.events import Event, EventError, Rejected, format_for_path, is_csv_header, parse
+from recengine.events import (
+    Event,
+    EventBatch,
+    EventError,
+    Rejected,
+    decode_jsonl,
+    format_for_path,
+    is_csv_header,
+    parse,
+)
 
 
 class EventSource(ABC):
@@ -105,8 +114,15 @@ class FileEventSource(EventSource):
         self._fh.close()
 
 
-def decode(raws: Sequence[bytes], fmt: str) -> tuple[list[Event], list[Rejected]]:
-    """Validate raw records: the good events in order, and the rejects with their reasons."""
+def decode(raws: Sequence[bytes], fmt: str) -> tuple[EventBatch, list[Rejected]]:
+    """Validate raw records: the good events in order (as a batch, which is also a sequence of
+    :class:`Event`), and the rejects with their reasons.
+
+    JSON lines take the columnar path (:func:`recengine.events.decode_jsonl`: no object per
+    event, same events and reasons); CSV and TSV rows are parsed one by one.
+    """
+    if fmt == "jsonl":
+        return decode_jsonl(raws)
     good: list[Event] = []
     bad: list[Rejected] = []
     for raw in raws:
@@ -114,7 +130,7 @@ def decode(raws: Sequence[bytes], fmt: str) -> tuple[list[Event], list[Rejected]
             good.append(parse(raw, fmt))
         except EventError as exc:
             bad.append(Rejected(raw, str(exc)))
-    return good, bad
+    return EventBatch.from_events(good), bad
 
 
 class DeadLetterSink(ABC):

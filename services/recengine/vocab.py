@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 
@@ -37,21 +38,24 @@ class Vocabulary:
 
     def lookup(self, keys: Sequence[str]) -> np.ndarray:
         """Rows of keys, -1 for unknown ones."""
-        get = self._rows.get
-        return np.fromiter((get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
+        return np.fromiter(map(self._rows.get, keys, repeat(-1)), dtype=np.int64,
+                           count=len(keys))
 
     def add(self, keys: Sequence[str]) -> np.ndarray:
         """Rows of keys, assigning new rows (in order of first appearance) to unknown ones."""
         rows = self._rows
-        ids = self._ids
-        out = np.empty(len(keys), dtype=np.int64)
-        for n, k in enumerate(keys):
-            r = rows.get(k)
-            if r is None:
-                r = len(ids)
-                rows[k] = r
-                ids.append(k)
-            out[n] = r
+        out = np.fromiter(map(rows.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        new = np.flatnonzero(out < 0)
+        if len(new):  # only the unknown keys take the per-key path
+            ids = self._ids
+            for n in new.tolist():
+                k = keys[n]
+                r = rows.get(k)
+                if r is None:
+                    r = len(ids)
+                    rows[k] = r
+                    ids.append(k)
+                out[n] = r
         return out
 
     def state(self) -> list[str]:

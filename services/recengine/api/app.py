@@ -87,8 +87,14 @@ class Events:
         self.metrics.incr("events_accepted", len(good))
         if rejected:
             self.metrics.incr("events_rejected", len(rejected))
-        resp.status = falcon.HTTP_202 if good else falcon.HTTP_400
         resp.media = {"accepted": len(good), "rejected": rejected}
+        if good:
+            resp.status = falcon.HTTP_202
+        else:  # an error like any other (the Error schema), with the reasons per event
+            resp.status = falcon.HTTP_400
+            resp.media = {"title": "No valid events", "status": 400,
+                          "description": f"all {len(records)} events were rejected",
+                          **resp.media}
         self.metrics.timing("events_ms", (time.perf_counter() - t0) * 1000)
 
 
@@ -109,7 +115,9 @@ class Ready:
             v = self.index.version()
         except IndexUnavailable as exc:
             resp.status = falcon.HTTP_503
-            resp.media = {"ready": False, "reason": str(exc)}
+            resp.media = {"title": "Not ready", "status": 503,
+                          "description": f"the index service cannot answer: {exc}",
+                          "ready": False, "reason": str(exc)}
             return
         resp.media = {"ready": True, "version": v["version"]}
 

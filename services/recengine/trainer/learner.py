@@ -85,9 +85,10 @@ class Learner:
         if n == 0:
             return LearnStats(0, 0, 0.0)
         frac = self.settings.eval_sample if eval_fraction is None else eval_fraction
-        known = self.items.lookup(batch.items) >= 0  # before adding: a new item is a miss
+        items_before = len(self.items)
         u = self.users.add(batch.users)
         i = self.items.add(batch.items)
+        known = i < items_before  # an item new to the learner is a miss
         n_items = len(self.items)
         self._ensure(len(self.users), n_items)
         self._record_item_info(batch)
@@ -112,7 +113,7 @@ class Learner:
         self.neighbours.update(prev_rows, i, ts, w)
         lu = u[last]
         self.recent.rows[lu] = np.concatenate([i[last, None], prev_rows[last, :-1]], axis=1)
-        prev_ts = self.recent.ts[lu]
+        prev_ts = self._previous_times(u, ts, order, occ, last)
         self.recent.ts[lu] = np.concatenate([ts[last, None], prev_ts[:, :-1]], axis=1)
         self.popularity.update(i, ts, w, self.item_category[i], self.categories.ids)
         self.seen.add(u, i)
@@ -121,6 +122,18 @@ class Learner:
         self.last_ts = max(self.last_ts, float(ts.max()))
         self.dirty_users.update(u[last].tolist())
         return LearnStats(n, evaluated, time.perf_counter() - t0)
+
+    def _previous_times(self, u: np.ndarray, ts: np.ndarray, order: np.ndarray,
+                        occ: np.ndarray, events: np.ndarray) -> np.ndarray:
+        """The times that go with ``_previous_items`` of the given events, (len(events), L)."""
+        L = self.recent.length
+        pos = np.empty(len(u), dtype=np.int64)
+        pos[order] = np.arange(len(u))
+        d = np.arange(L)[None, :]
+        o = occ[events][:, None]
+        from_batch = ts[order][np.clip(pos[events][:, None] - 1 - d, 0, None)]
+        from_buffer = self.recent.ts[u[events][:, None], np.clip(d - o, 0, L - 1)]
+        return np.where(d < o, from_batch, from_buffer)
 
     def _previous_items(self, u: np.ndarray, i: np.ndarray, order: np.ndarray,
                         occ: np.ndarray) -> np.ndarray:
