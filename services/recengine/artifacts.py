@@ -166,8 +166,12 @@ class FileArtifactStore(ArtifactStore):
         shutil.rmtree(self.ver_dir / f"{version:09d}", ignore_errors=True)
 
 
-def open_artifact_store(url: BackendURL) -> ArtifactStore:
-    """The artifact store a URL names."""
+def open_artifact_store(url: BackendURL, name: str = "recengine") -> ArtifactStore:
+    """The artifact store a URL names (``name``: the engine's, prefixing Mongo collections)."""
     if url.scheme == "file":
         return FileArtifactStore(url.file_path)
+    if url.scheme == "mongodb":
+        from recengine.backends.mongo import GridFSArtifactStore
+
+        return GridFSArtifactStore(url, name)
     raise ConfigError(f"artifacts URL {url.raw!r}: unsupported scheme {url.scheme!r}")

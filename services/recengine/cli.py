@@ -69,6 +69,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if settings.url("events").scheme != "kafka":
+        raise ConfigError("topics create needs a kafka:// events URL (--events-url)")
+    from recengine.backends.kafka import create_topics
+
+    for topic, outcome in create_topics(settings, args.partitions, args.replication).items():
+        print(f"{topic}: {outcome}")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from recengine.synth import SynthConfig, write_stream
 
@@ -129,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="threads per worker (default: index 2, api 4)")
         _settings_flags(p)
         p.set_defaults(func=cmd_serve, service=service)
+
+    p = sub.add_parser("topics", help="Kafka topics of the engine")
+    p.add_argument("action", choices=("create",))
+    p.add_argument("--partitions", type=int, default=6)
+    p.add_argument("--replication", type=int, default=1)
+    _settings_flags(p)
+    p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("generate", help="write a synthetic event stream")
     p.add_argument("--out", required=True)

@@ -19,14 +19,13 @@ from recengine.errors import ConfigError
 
 ENV_PREFIX = "RECENGINE_"
 
-#: Schemes accepted per backend role; the first is the embedded default. The production
-#: schemes of DESIGN.md (kafka, mongodb, redis) join these as their backends land.
+#: Schemes accepted per backend role; the first is the embedded default.
 SCHEMES: dict[str, tuple[str, ...]] = {
-    "events": ("file",),
-    "dlq": ("file",),
-    "users": ("sqlite",),
-    "cache": ("memory",),
-    "artifacts": ("file",),
+    "events": ("file", "kafka"),
+    "dlq": ("file", "kafka"),
+    "users": ("sqlite", "mongodb"),
+    "cache": ("memory", "redis"),
+    "artifacts": ("file", "mongodb"),
     "metrics": ("off", "statsd"),
     "index": ("http",),
 }
@@ -122,18 +121,22 @@ class Settings:
     data_dir: str = "./recengine-data"
     """Base directory for the embedded defaults (events file, SQLite, artifacts)."""
     events_url: str = ""
-    """Event stream: ``file://path`` (default ``<data_dir>/events.jsonl``)."""
+    """Event stream: ``file://path`` (default ``<data_dir>/events.jsonl``) or
+    ``kafka://host:port[/topic]`` (topic default ``<name>.events``)."""
     events_format: str = "auto"
     """Format of a file stream: ``auto`` (by extension), ``jsonl``, ``csv`` or ``tsv``."""
     dlq_url: str = ""
-    """Dead-letter sink for rejected events: ``file://path`` (default under data_dir)."""
+    """Dead-letter sink for rejected events: ``file://path`` (default under data_dir) or
+    ``kafka://host:port[/topic]`` (topic default ``<name>.events.dlq``)."""
     users_url: str = ""
     """User store: ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (default under
-    data_dir)."""
+    data_dir), or ``mongodb://host:port/db``."""
     cache_url: str = "memory://"
-    """Cache for item metadata, popular items, hot user vectors: ``memory://`` (in process)."""
+    """Cache for item metadata, popular items, hot user vectors: ``memory://`` (in process)
+    or ``redis://host:port/db``."""
     artifacts_url: str = ""
-    """Checkpoints and embedding versions: ``file:///dir`` (default ``<data_dir>/artifacts``)."""
+    """Checkpoints and embedding versions: ``file:///dir`` (default ``<data_dir>/artifacts``)
+    or ``mongodb://host:port/db`` (GridFS)."""
     metrics_url: str = "off"
     """Metrics: ``off`` or ``statsd://host:8125``."""
     index_url: str = "http://127.0.0.1:8081"

@@ -15,3 +15,7 @@ class ArtifactError(RecEngineError):
 
 class ChecksumMismatch(ArtifactError):
     """An embedding version's blobs do not match the checksum in its manifest."""
+
+
+class BackendUnavailable(RecEngineError):
+    """A backend (broker, database, cache) could not be reached or did not answer in time."""

@@ -62,6 +62,8 @@ class Rejected:
 
     raw: bytes
     reason: str
+    index: int = -1
+    """Position of the record in the polled batch it came from (maps it to its offset)."""
 
 
 def _check_id(name: str, value: object) -> str:
@@ -344,7 +346,7 @@ def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected
         try:
             e = parse_json(raws[r])
         except EventError as exc:
-            rejected.append(Rejected(raws[r], str(exc)))  # type: ignore[arg-type]
+            rejected.append(Rejected(raws[r], str(exc), r))  # type: ignore[arg-type]
             continue
         slow[r] = False
         users[r], items[r], kinds[r], ts[r] = e.user_id, e.item_id, e.event, e.ts

@@ -16,6 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from recengine.config import Settings
 from recengine.errors import ConfigError
@@ -125,11 +126,11 @@ def decode(raws: Sequence[bytes], fmt: str) -> tuple[EventBatch, list[Rejected]]
         return decode_jsonl(raws)
     good: list[Event] = []
     bad: list[Rejected] = []
-    for raw in raws:
+    for n, raw in enumerate(raws):
         try:
             good.append(parse(raw, fmt))
         except EventError as exc:
-            bad.append(Rejected(raw, str(exc)))
+            bad.append(Rejected(raw, str(exc), n))
     return EventBatch.from_events(good), bad
 
 
@@ -184,6 +185,12 @@ class FileDeadLetter(DeadLetterSink):
             os.truncate(self.path, size)
 
 
+class EventSink(Protocol):
+    """Where ``POST /events`` appends validated events; returns once they are durable."""
+
+    def append(self, events: Sequence[Event]) -> None: ...
+
+
 class FileEventSink:
     """Appends validated events to a JSON-lines stream file (``POST /events`` in embedded mode).
 
@@ -214,18 +221,32 @@ def open_source(settings: Settings) -> EventSource:
     url = settings.url("events")
     if url.scheme == "file":
         return FileEventSource(url.file_path, settings.events_format, settings.follow)
+    if url.scheme == "kafka":
+        from recengine.backends.kafka import KafkaEventSource, topic_of
+
+        return KafkaEventSource(url, topic_of(url, settings.events_topic),
+                                group=f"{settings.name}-trainer")
     raise ConfigError(f"events URL {url.raw!r}: unsupported scheme {url.scheme!r}")
 
 
-def open_dead_letter(settings: Settings) -> DeadLetterSink:
+def open_dead_letter(settings: Settings, source: EventSource | None = None) -> DeadLetterSink:
     url = settings.url("dlq")
     if url.scheme == "file":
         return FileDeadLetter(url.file_path)
+    if url.scheme == "kafka":
+        from recengine.backends.kafka import KafkaDeadLetter, KafkaEventSource, topic_of
+
+        return KafkaDeadLetter(url, topic_of(url, settings.dlq_topic),
+                               source if isinstance(source, KafkaEventSource) else None)
     raise ConfigError(f"dlq URL {url.raw!r}: unsupported scheme {url.scheme!r}")
 
 
-def open_event_sink(settings: Settings) -> FileEventSink:
+def open_event_sink(settings: Settings) -> EventSink:
     url = settings.url("events")
     if url.scheme == "file":
         return FileEventSink(url.file_path)
+    if url.scheme == "kafka":
+        from recengine.backends.kafka import KafkaEventSink, topic_of
+
+        return KafkaEventSink(url, topic_of(url, settings.events_topic))
     raise ConfigError(f"events URL {url.raw!r}: unsupported scheme {url.scheme!r}")

@@ -186,13 +186,21 @@ class MemoryCache(Cache):
         self._items.update(meta)
 
 
-def open_user_store(url: BackendURL) -> UserStore:
+def open_user_store(url: BackendURL, name: str = "recengine") -> UserStore:
     if url.scheme == "sqlite":
         return SQLiteUserStore(url.file_path)
+    if url.scheme == "mongodb":
+        from recengine.backends.mongo import MongoUserStore
+
+        return MongoUserStore(url, name)
     raise ConfigError(f"users URL {url.raw!r}: unsupported scheme {url.scheme!r}")
 
 
-def open_cache(url: BackendURL) -> Cache:
+def open_cache(url: BackendURL, name: str = "recengine") -> Cache:
     if url.scheme == "memory":
         return MemoryCache()
+    if url.scheme == "redis":
+        from recengine.backends.redis_cache import RedisCache
+
+        return RedisCache(url, name)
     raise ConfigError(f"cache URL {url.raw!r}: unsupported scheme {url.scheme!r}")

@@ -71,6 +71,7 @@ class Learner:
         self.categories = Vocabulary()
         self.item_category = np.full(s.initial_items, -1, dtype=np.int64)
         self.item_info: dict[int, dict] = {}
+        self._info_changed: set[int] = set()
         self.user_events = np.zeros(s.initial_users, dtype=np.int64)
         self.events = 0
         self.last_ts = 0.0
@@ -163,6 +164,11 @@ class Learner:
             grown_c[: len(self.item_category)] = self.item_category
             self.item_category = grown_c
 
+    def new_item_info(self) -> dict[int, dict]:
+        """Metadata of the items whose metadata changed since the last call."""
+        changed, self._info_changed = self._info_changed, set()
+        return {r: self.item_info[r] for r in changed}
+
     def _record_item_info(self, batch: EventBatch) -> None:
         if not batch.item_info:
             return
@@ -172,6 +178,7 @@ class Learner:
             if row is None:
                 continue
             self.item_info[row] = {**self.item_info.get(row, {}), **doc}
+            self._info_changed.add(row)
             cat = doc.get("category")
             if cat:
                 self.item_category[row] = int(self.categories.add([cat])[0])

@@ -17,16 +17,21 @@ log = logging.getLogger("recengine.trainer")
 
 def build_trainer(settings: Settings) -> Trainer:
     """A trainer wired to the backends of ``settings``, resumed from its newest checkpoint."""
+    source = open_source(settings)
     trainer = Trainer(
         settings,
-        source=open_source(settings),
-        dlq=open_dead_letter(settings),
-        artifacts=open_artifact_store(settings.url("artifacts")),
-        users=open_user_store(settings.url("users")),
-        cache=open_cache(settings.url("cache")),
+        source=source,
+        dlq=open_dead_letter(settings, source),
+        artifacts=open_artifact_store(settings.url("artifacts"), settings.name),
+        users=open_user_store(settings.url("users"), settings.name),
+        cache=open_cache(settings.url("cache"), settings.name),
         metrics=open_metrics(settings.url("metrics"), "trainer"),
     )
-    trainer.restore()
+    trainer.retrying(trainer.restore, "load the latest checkpoint")
+    if hasattr(source, "on_revoke"):
+        # Partitions leaving in a rebalance: checkpoint what was applied, so the next owner
+        # starts exactly after it.
+        source.on_revoke = lambda: trainer.retrying(trainer.checkpoint, "checkpoint")
     return trainer
 
 

@@ -20,6 +20,7 @@ import torch
 
 from recengine.artifacts import ArtifactStore
 from recengine.config import Settings
+from recengine.errors import BackendUnavailable
 from recengine.events import EventBatch
 from recengine.metrics import Metrics
 from recengine.sources import DeadLetterSink, EventSource, decode
@@ -57,6 +58,9 @@ class Trainer:
         self.metrics = metrics
         self.learner = Learner(settings, seed=seed)
         self.c = TrainerCounters()
+        self.stop = threading.Event()
+        self._outage: str | None = None
+        self._cache_down = False
         self._since_publish = 0
         self._since_checkpoint = 0
         now = time.monotonic()
@@ -109,7 +113,7 @@ class Trainer:
     def run(self, stop: threading.Event | None = None,
             on_progress: Callable[[Trainer], None] | None = None) -> None:
         """Learn until ``stop`` is set or a non-following source is exhausted, then finish."""
-        stop = stop or threading.Event()
+        stop = self.stop = stop or self.stop
         while not stop.is_set():
             n = self.step()
             if on_progress is not None and n:
@@ -120,24 +124,51 @@ class Trainer:
 
     def finish(self) -> None:
         """Flush, publish what is new and checkpoint (a clean stop loses no work)."""
-        self.flush_users()
+        self.stop = threading.Event()  # finishing waits out an outage even after a stop
+        self.retrying(self.flush_users, "flush user vectors")
         if self._since_publish:
-            self.publish()
+            self.retrying(self.publish, "publish a version")
         if self._since_checkpoint or not self.artifacts.checkpoints():
-            self.checkpoint()
+            self.retrying(self.checkpoint, "checkpoint")
 
     def _periodic(self) -> None:
         now = time.monotonic()
         s = self.s
         if now - self._last_flush >= s.flush_interval_s:
-            self.flush_users()
+            self.retrying(self.flush_users, "flush user vectors")
         if self._since_publish and (self._since_publish >= s.publish_every_events
                                     or now - self._last_publish >= s.publish_interval_s):
-            self.publish()
-            self.checkpoint()  # a version's offsets are then covered by a checkpoint
+            self.retrying(self.publish, "publish a version")
+            # A version's offsets are then covered by a checkpoint.
+            self.retrying(self.checkpoint, "checkpoint")
         if self._since_checkpoint and (self._since_checkpoint >= s.checkpoint_every_events
                                        or now - self._last_checkpoint >= s.checkpoint_interval_s):
-            self.checkpoint()
+            self.retrying(self.checkpoint, "checkpoint")
+
+    def retrying(self, action: Callable[[], object], what: str) -> None:
+        """Run ``action`` until it succeeds, waiting with backoff while a backend is down.
+
+        One log line when an outage starts and one when it ends, not one per attempt. Events
+        keep their place in the stream meanwhile (nothing is committed), so nothing is lost.
+        A stop request ends the wait; the work is then redone from the last checkpoint.
+        """
+        delay = 0.2
+        while True:
+            try:
+                action()
+            except (BackendUnavailable, OSError) as exc:
+                if self._outage is None:
+                    log.warning("cannot %s, retrying with backoff: %s", what, exc)
+                    self.metrics.incr("backend_errors")
+                self._outage = what
+                if self.stop.wait(delay):
+                    raise
+                delay = min(delay * 2, 10.0)
+                continue
+            if self._outage is not None:
+                log.warning("recovered: %s succeeded again", what)
+                self._outage = None
+            return
 
     # --- side effects --------------------------------------------------------------------------
     def flush_users(self) -> int:
@@ -153,18 +184,37 @@ class Trainer:
                 records = [UserRecord(lr.users.id(int(r)), vectors[n],
                                       int(lr.user_events[r]), lr.user_recent(int(r)), now)
                            for n, r in enumerate(dirty.tolist())]
-                self.users.upsert(records)
-                self.cache.put_users(records)
-        self.cache.set_popular(self._popular_lists())
-        new_meta = {lr.items.id(r): doc for r, doc in lr.item_info.items()}
+                try:
+                    self.users.upsert(records)  # durable: retried by the caller until it works
+                except BaseException:
+                    lr.dirty_users.update(dirty.tolist())
+                    raise
+                self._cache_write(lambda: self.cache.put_users(records))
+        self._cache_write(lambda: self.cache.set_popular(self._popular_lists()))
+        new_meta = {lr.items.id(r): doc for r, doc in lr.new_item_info().items()}
         if new_meta:
-            self.cache.put_items(new_meta)
+            self._cache_write(lambda: self.cache.put_items(new_meta))
         rolling, pop = lr.tracker.rolling()
         self.metrics.gauge("recall_at_k", rolling)
         self.metrics.gauge("popularity_recall_at_k", pop)
         self.metrics.gauge("users", len(lr.users))
         self.metrics.gauge("items", len(lr.items))
         return len(dirty)
+
+    def _cache_write(self, action: Callable[[], object]) -> None:
+        """The cache is losable (the user store is the durable copy): a cache outage is
+        logged once and skipped, never a reason to stop learning."""
+        try:
+            action()
+        except BackendUnavailable as exc:
+            self.metrics.incr("cache_errors")
+            if not self._cache_down:
+                log.warning("cache unavailable, skipping cache writes: %s", exc)
+                self._cache_down = True
+            return
+        if self._cache_down:
+            log.warning("cache available again")
+            self._cache_down = False
 
     def _popular_lists(self, n: int = 100) -> dict[str, list[tuple[str, float]]]:
         lr = self.learner
