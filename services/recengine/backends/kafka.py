@@ -17,6 +17,7 @@ rejected event exactly once.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable, Sequence
 
@@ -66,9 +67,14 @@ class KafkaEventSource(EventSource):
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 1_000,
             "client.id": f"{group}-trainer",
+            # Static membership: a trainer restarted under the same host name (a crash-looping
+            # container, a restarted process) takes its partitions back at once instead of
+            # waiting out the session timeout of its previous incarnation.
+            "group.instance.id": f"{group}-{socket.gethostname()}",
             **(extra or {}),
         })
         self._next: dict[int, int] = {}  # partition -> next offset to apply
+        self.last_offsets: list[tuple[int, int]] = []  # (partition, offset) of the last poll
         self._restored: dict[int, int] = {}
         self.on_revoke: Callable[[], None] | None = None
         self.consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
@@ -102,7 +108,7 @@ class KafkaEventSource(EventSource):
     def poll(self, max_records: int, timeout_s: float) -> list[bytes]:
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
         out: list[bytes] = []
-        self.last_offsets: list[tuple[int, int]] = []
+        self.last_offsets = []
         for m in msgs:
             err = m.error()
             if err is not None:

@@ -1,0 +1,157 @@
+"""Kafka for real: topics, the consumer-group source, the dead-letter topic, the producer,
+and the trainer killed with SIGKILL over and over in the middle of a 200k-event stream."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from recengine.artifacts import FileArtifactStore
+from recengine.backends.kafka import KafkaEventSink, create_topics
+from recengine.config import Settings
+from recengine.events import validate
+from recengine.sources import decode
+from recengine.synth import SynthConfig, generate
+
+pytestmark = pytest.mark.integration
+
+RECENGINE = [sys.executable, "-m", "recengine.cli"]
+
+
+def _settings(kafka_url: str, tmp_path: Path, name: str, **extra: object) -> Settings:
+    return Settings.load({"name": name, "data_dir": str(tmp_path), "events_url": kafka_url,
+                          "dlq_url": kafka_url, **extra}, env={})
+
+
+def _produce(bootstrap: str, topic: str, lines: list[bytes | str]) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 20, "batch.num.messages": 10000})
+    for line in lines:
+        raw = line.encode() if isinstance(line, str) else line
+        try:
+            key = json.loads(raw)["user_id"].encode()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            key = None
+        while True:
+            try:
+                p.produce(topic, value=raw, key=key)
+                break
+            except BufferError:
+                p.poll(0.1)
+        p.poll(0)
+    assert p.flush(60) == 0
+
+
+def _count(bootstrap: str, topic: str) -> tuple[int, list]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    meta = c.list_topics(topic, timeout=10).topics[topic]
+    total = 0
+    for p in meta.partitions:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        total += hi - lo
+    records = []
+    if total:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(records) < total and time.monotonic() < deadline:
+            for m in c.consume(1000, 1.0):
+                if m.error() is None:
+                    records.append(m)
+    c.close()
+    return total, records
+
+
+def test_topics_are_created_idempotently(kafka, tmp_path) -> None:
+    s = _settings(kafka.url, tmp_path, f"t{uuid.uuid4().hex[:8]}")
+    first = create_topics(s, partitions=3)
+    assert all(v.startswith("created") for v in first.values()) and len(first) == 2
+    again = create_topics(s, partitions=3)
+    assert all(v.startswith("exists") for v in again.values())
+
+
+def test_posted_events_are_acknowledged_keyed_by_user(kafka, tmp_path) -> None:
+    name = f"t{uuid.uuid4().hex[:8]}"
+    s = _settings(kafka.url, tmp_path, name)
+    create_topics(s, partitions=3)
+    sink = KafkaEventSink(s.url("events"), s.events_topic)
+    events = [validate({"user_id": f"u{n % 5}", "item_id": f"i{n}", "ts": 1.7e9 + n})
+              for n in range(50)]
+    sink.append(events)
+    total, records = _count(kafka.bootstrap_servers, s.events_topic)
+    assert total == 50
+    partitions: dict[bytes, set[int]] = {}
+    for m in records:
+        partitions.setdefault(m.key(), set()).add(m.partition())
+    assert all(len(p) == 1 for p in partitions.values())  # one user, one partition: ordered
+
+
+def _latest_counters(artifacts: FileArtifactStore) -> dict:
+    latest = artifacts.latest_checkpoint()
+    if latest is None:
+        return {}
+    return torch.load(io.BytesIO(latest[1]), weights_only=False)["counters"]
+
+
+def test_trainer_killed_ten_times_applies_every_event_exactly_once(kafka, tmp_path) -> None:
+    name = f"crash{uuid.uuid4().hex[:6]}"
+    s = _settings(kafka.url, tmp_path, name)
+    create_topics(s, partitions=3)
+    lines = list(generate(SynthConfig(events=200_000, seed=21, malformed_rate=0.005)))
+    raw = [json.dumps(x, separators=(",", ":")) if isinstance(x, dict) else x for x in lines]
+    good, bad = decode([x.encode() for x in raw], "jsonl")
+    valid, malformed = len(good), len(bad)
+    chunks = [raw[len(raw) * k // 11: len(raw) * (k + 1) // 11] for k in range(11)]
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RECENGINE_NAME": name,
+           "RECENGINE_DATA_DIR": str(tmp_path), "RECENGINE_EVENTS_URL": kafka.url,
+           "RECENGINE_DLQ_URL": kafka.url, "RECENGINE_CHECKPOINT_INTERVAL_S": "0.5",
+           "RECENGINE_CHECKPOINT_EVERY_EVENTS": "5000", "RECENGINE_PUBLISH_EVERY_EVENTS": "80000"}
+    artifacts = FileArtifactStore(tmp_path / "artifacts")
+    rng = random.Random(7)
+    kills = 0
+    log = open(tmp_path / "trainer.log", "ab")  # noqa: SIM115
+    mid_stream = 0
+    while kills < 10:
+        # More of the stream arrives while the trainer runs, so every kill lands mid-stream.
+        _produce(kafka.bootstrap_servers, s.events_topic, chunks[kills])
+        proc = subprocess.Popen([*RECENGINE, "trainer"], env=env, stdout=log, stderr=log)
+        time.sleep(rng.uniform(2.0, 4.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        produced = sum(len(c) for c in chunks[:kills])
+        mid_stream += _latest_counters(artifacts).get("consumed", 0) < produced
+    assert mid_stream >= 5, "most kills must interrupt a trainer with events left to apply"
+    _produce(kafka.bootstrap_servers, s.events_topic, chunks[10])
+    proc = subprocess.Popen([*RECENGINE, "trainer"], env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            if _latest_counters(artifacts).get("consumed", 0) >= valid + malformed:
+                break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    counters = _latest_counters(artifacts)
+    assert counters["consumed"] == valid + malformed, counters
+    assert counters["applied"] == valid
+    assert counters["rejected"] == malformed
+    total, records = _count(kafka.bootstrap_servers, s.dlq_topic)
+    assert total == malformed
+    keys = [m.key() for m in records]
+    assert len(set(keys)) == len(keys) == malformed
+    assert all(dict(m.headers())["reason"] for m in records)
