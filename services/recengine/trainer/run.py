@@ -42,7 +42,10 @@ def run_trainer(settings: Settings) -> int:
     stop = threading.Event()
     install_stop_handlers(stop)
     log.info("trainer %s reading %s", settings.name, settings.events_url)
-    trainer.run(stop)
+    try:
+        trainer.run(stop)
+    finally:
+        trainer.close()
     c = trainer.c
     log.info("stopped: %d consumed, %d applied, %d rejected, %d versions published",
              c.consumed, c.applied, c.rejected, c.versions_published)

@@ -131,6 +131,14 @@ class Trainer:
         if self._since_checkpoint or not self.artifacts.checkpoints():
             self.retrying(self.checkpoint, "checkpoint")
 
+    def close(self) -> None:
+        """Release every backend connection (after ``run`` or ``finish``)."""
+        for part in (self.source, self.dlq, self.users, self.cache, self.artifacts):
+            try:
+                part.close()
+            except Exception as exc:  # closing must not hide the outcome of the run
+                log.warning("closing %s: %s", type(part).__name__, exc)
+
     def _periodic(self) -> None:
         now = time.monotonic()
         s = self.s
