@@ -18,7 +18,7 @@ from recengine.api.recommender import Recommender
 from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
 from recengine.events import Event, EventError, validate
-from recengine.httputil import json_body, json_error_serializer, require_k
+from recengine.httputil import dumps, json_body, json_error_serializer, require_k, use_fast_json
 from recengine.metrics import Metrics, open_metrics
 from recengine.sources import FileEventSink, open_event_sink
 from recengine.stores import open_cache, open_user_store
@@ -48,7 +48,8 @@ class Recommend:
         item_id = _optional_id(req, "item_id")
         category = _optional_id(req, "category")
         k = require_k(req.get_param("k") or 10)
-        resp.media = self.recommender.recommend(user_id, item_id, k, category)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = dumps(self.recommender.recommend(user_id, item_id, k, category))
         self.metrics.timing("recommend_ms", (time.perf_counter() - t0) * 1000)
 
 
@@ -164,12 +165,13 @@ def create_app(settings: Settings | None = None) -> ApiApp:
     metrics = open_metrics(settings.url("metrics"), "api")
     index = IndexClient(settings.index_url, settings.index_timeout_s)
     recommender = Recommender(
-        users=open_user_store(settings.url("users")),
-        cache=open_cache(settings.url("cache")),
+        users=open_user_store(settings.url("users"), settings.name),
+        cache=open_cache(settings.url("cache"), settings.name),
         index=index,
-        artifacts=open_artifact_store(settings.url("artifacts")),
+        artifacts=open_artifact_store(settings.url("artifacts"), settings.name),
         metrics=metrics)
     app = ApiApp(middleware=[TimedRequests(metrics)])
+    use_fast_json(app)
     app.set_error_serializer(json_error_serializer)
     app.add_route("/recommend", Recommend(recommender, metrics))
     app.add_route("/events", Events(open_event_sink(settings), settings, metrics))

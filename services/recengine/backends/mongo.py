@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import gridfs
 import numpy as np
+import pymongo
 from bson.binary import Binary
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
@@ -28,10 +29,13 @@ from recengine.config import BackendURL
 from recengine.errors import ArtifactError, BackendUnavailable
 from recengine.stores import UserRecord, UserStore
 
-TIMEOUT_MS = 2000
+#: Writes are bulk and off the request path (the trainer): generous, so a slow server is
+#: waited for rather than retried. Reads serve requests: short, so an outage is noticed fast.
+WRITE_TIMEOUT_MS = 30_000
+READ_TIMEOUT_S = 0.5
 
 
-def connect(url: BackendURL, timeout_ms: int = TIMEOUT_MS) -> tuple[MongoClient, str]:
+def connect(url: BackendURL, timeout_ms: int = WRITE_TIMEOUT_MS) -> tuple[MongoClient, str]:
     """A client with bounded timeouts and the database named by the URL's path."""
     client: MongoClient = MongoClient(
         url.raw, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms,
@@ -43,8 +47,9 @@ class MongoUserStore(UserStore):
     """One document per user: ``{_id, vector (float32 bytes), events, recent: [{i, t}],
     updated}`` (recent items as sub-documents: nested arrays are not portable)."""
 
-    def __init__(self, url: BackendURL, name: str, timeout_ms: int = TIMEOUT_MS) -> None:
-        self.client, db = connect(url, timeout_ms)
+    def __init__(self, url: BackendURL, name: str, read_timeout_s: float = READ_TIMEOUT_S) -> None:
+        self.client, db = connect(url)
+        self.read_timeout_s = read_timeout_s
         self.db = self.client[db]
         self.coll = self.db[f"{name}_users"]
         try:
@@ -53,29 +58,42 @@ class MongoUserStore(UserStore):
             raise BackendUnavailable(f"MongoDB at {url.host}: {exc}") from None
 
     def upsert(self, records: Sequence[UserRecord]) -> None:
+        """Replace the users' documents: delete them, then insert them, 1000 at a time.
+
+        Bulk upserts are the natural way on MongoDB, but MongoDB-wire servers such as
+        FerretDB on SQLite take ~15 ms per upsert against ~1 ms per document for a delete plus
+        an insert (measured), so a flush of thousands of users would fall behind the stream.
+        A reader between the two sees the user missing for a moment and falls back (the cache
+        usually answers first); a crash between them is repaired because the trainer rewrites
+        every user after a restart (``Trainer.restore``).
+        """
         if not records:
             return
-        updates = [{"q": {"_id": r.user_id}, "upsert": True, "u": {"$set": {
-            "vector": Binary(np.asarray(r.vector, dtype=np.float32).tobytes()),
-            "events": int(r.events), "recent": [{"i": i, "t": float(t)} for i, t in r.recent],
-            "updated": float(r.updated)}}} for r in records]
+        latest = {r.user_id: r for r in records}  # one document per user
+        docs = [{"_id": r.user_id,
+                 "vector": Binary(np.asarray(r.vector, dtype=np.float32).tobytes()),
+                 "events": int(r.events), "recent": [{"i": i, "t": float(t)} for i, t in r.recent],
+                 "updated": float(r.updated)} for r in latest.values()]
         try:
-            # The plain update command (one round trip per 1000 users): pymongo's bulk_write
-            # result parsing needs fields that MongoDB-wire servers such as FerretDB omit.
-            for start in range(0, len(updates), 1000):
-                res = self.db.command("update", self.coll.name,
-                                      updates=updates[start:start + 1000], ordered=False)
-                if res.get("writeErrors"):
-                    raise BackendUnavailable(
-                        f"MongoDB user store: {res['writeErrors'][0].get('errmsg')}")
+            for start in range(0, len(docs), 1000):
+                chunk = docs[start:start + 1000]
+                self.coll.delete_many({"_id": {"$in": [d["_id"] for d in chunk]}})
+                self.coll.insert_many(chunk, ordered=False)
         except PyMongoError as exc:
             raise BackendUnavailable(f"MongoDB user store: {exc}") from None
 
     def get_many(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
         if not user_ids:
             return {}
+        ids = list(dict.fromkeys(user_ids))
         try:
-            docs = list(self.coll.find({"_id": {"$in": list(user_ids)}}))
+            with pymongo.timeout(self.read_timeout_s):
+                if len(ids) <= 20:
+                    # Equality on _id uses the primary key on every server; some (FerretDB)
+                    # scan the collection for $in.
+                    docs = [d for d in (self.coll.find_one({"_id": i}) for i in ids) if d]
+                else:
+                    docs = list(self.coll.find({"_id": {"$in": ids}}))
         except PyMongoError as exc:
             raise BackendUnavailable(f"MongoDB user store: {exc}") from None
         return {d["_id"]: UserRecord(d["_id"], np.frombuffer(d["vector"], dtype=np.float32),

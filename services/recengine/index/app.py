@@ -1,12 +1,16 @@
 """The index service: one embedding version, searched with faiss (Falcon WSGI app).
 
 =========================  ===============================================================
-``POST /search``           ``{"vector" | "vectors", "k", "exclude", "recent"}`` -> hits
+``POST /search``           ``{"vector" | "vectors" | "vector_f32", "k", "exclude", "recent"}``
+                           -> hits
 ``POST /similar``          ``{"item_ids", "k", "exclude"}`` -> hits (404 for unknown ids)
 ``GET /version``           the served version's number and manifest
 ``GET /healthz``           the process is alive
 ``GET /readyz``            200 only once the version is loaded and verified
 =========================  ===============================================================
+
+``vector_f32`` is one query vector as base64 of its little-endian float32 bytes: exact, and
+cheaper to write and read than a list of decimal numbers (the recommender API sends this).
 
 Run with ``gunicorn recengine.index.app:app`` (settings from ``RECENGINE_*``) or
 ``recengine index``. Each worker loads the version in a background thread after it starts,
@@ -15,6 +19,8 @@ so ``/healthz`` answers at once and ``/readyz`` turns 200 when the version is lo
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import threading
 import time
@@ -26,7 +32,14 @@ import numpy as np
 from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
-from recengine.httputil import json_error_serializer, json_object, require_k, str_list
+from recengine.httputil import (
+    dumps,
+    json_error_serializer,
+    json_object,
+    require_k,
+    str_list,
+    use_fast_json,
+)
 from recengine.index.searcher import Searcher, UnknownItems
 from recengine.metrics import Metrics, open_metrics
 from recengine.versions import load_version
@@ -51,7 +64,7 @@ class IndexState:
         self.loading = True
         t0 = time.perf_counter()
         try:
-            store = open_artifact_store(self.settings.url("artifacts"))
+            store = open_artifact_store(self.settings.url("artifacts"), self.settings.name)
             while True:
                 try:
                     version = load_version(store, self.settings.index_version)
@@ -89,6 +102,35 @@ def _hits(hits: list) -> list[dict]:
     return [{"item_id": h.item_id, "score": h.score} for h in hits]
 
 
+def _vectors(body: dict) -> np.ndarray:
+    """The query vectors of a search body, as a float32 array (400 when malformed)."""
+    if "vector_f32" in body:
+        raw = body["vector_f32"]
+        try:
+            if not isinstance(raw, str):
+                raise ValueError
+            data = base64.b64decode(raw, validate=True)
+            if len(data) % 4:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise falcon.HTTPBadRequest(
+                title="Bad vector",
+                description="vector_f32 must be base64 of little-endian float32 values") from None
+        return np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(1, -1)
+    if "vectors" in body:
+        raw = body["vectors"]
+    elif "vector" in body:
+        raw = [body["vector"]]
+    else:
+        raise falcon.HTTPBadRequest(title="Bad request",
+                                    description="give 'vector', 'vectors' or 'vector_f32'")
+    try:
+        return np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise falcon.HTTPBadRequest(title="Bad vector",
+                                    description="vectors must be lists of numbers") from None
+
+
 class Search:
     def __init__(self, state: IndexState) -> None:
         self.state = state
@@ -100,18 +142,7 @@ class Search:
         k = require_k(body.get("k", 10))
         exclude = str_list(body, "exclude")
         recent = str_list(body, "recent")
-        if "vectors" in body:
-            raw = body["vectors"]
-        elif "vector" in body:
-            raw = [body["vector"]]
-        else:
-            raise falcon.HTTPBadRequest(title="Bad request",
-                                        description="give 'vector' or 'vectors'")
-        try:
-            vectors = np.asarray(raw, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise falcon.HTTPBadRequest(title="Bad vector",
-                                        description="vectors must be lists of numbers") from None
+        vectors = _vectors(body)
         dim = searcher.v.dim
         if vectors.ndim != 2 or vectors.shape[1] != dim:
             raise falcon.HTTPBadRequest(
@@ -123,8 +154,10 @@ class Search:
                                         description=f"at most {MAX_BATCH} vectors per call")
         if not np.isfinite(vectors).all():
             raise falcon.HTTPBadRequest(title="Bad vector", description="vectors must be finite")
-        results = [_hits(searcher.search(v, k, exclude, recent)) for v in vectors]
-        resp.media = {"version": searcher.v.number, "results": results}
+        results = [searcher.hit_dicts(*searcher.search_rows(v, k, exclude, recent))
+                   for v in vectors]
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = dumps({"version": searcher.v.number, "results": results})
         self.state.metrics.timing("search_ms", (time.perf_counter() - t0) * 1000)
 
 
@@ -147,7 +180,8 @@ class Similar:
             raise falcon.HTTPNotFound(
                 title="Unknown items",
                 description=f"not in embedding version {searcher.v.number}: {exc}") from None
-        resp.media = {"version": searcher.v.number, "results": _hits(hits)}
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = dumps({"version": searcher.v.number, "results": _hits(hits)})
         self.state.metrics.timing("similar_ms", (time.perf_counter() - t0) * 1000)
 
 
@@ -192,6 +226,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
     faiss.omp_set_num_threads(settings.index_threads)
     state = state or IndexState(settings, open_metrics(settings.url("metrics"), "index"))
     app = IndexApp()
+    use_fast_json(app)
     app.set_error_serializer(json_error_serializer)
     app.add_route("/search", Search(state))
     app.add_route("/similar", Similar(state))

@@ -83,6 +83,8 @@ class Trainer:
         self.dlq.truncate(state["dlq"])
         self.c = TrainerCounters(**state["counters"])
         self.c.seq = seq
+        # Rewrite every user once: a crash may have cut a flush short (see MongoUserStore).
+        self.learner.dirty_users = set(range(len(self.learner.users)))
         log.info("resumed from checkpoint %d at %s (%d events applied)", seq, state["source"],
                  self.c.applied)
         return True

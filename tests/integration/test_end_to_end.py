@@ -1,0 +1,135 @@
+"""End to end on the production backends: a generated stream produced to Kafka -> trainer ->
+versions in GridFS, users in MongoDB and Redis -> index service and API under gunicorn ->
+/recommend reflects events produced seconds earlier."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+from confluent_kafka import Producer
+
+from recengine import serve
+from recengine.artifacts import open_artifact_store
+from recengine.backends.kafka import create_topics
+from recengine.config import Settings
+from recengine.synth import SynthConfig, generate
+
+pytestmark = pytest.mark.integration
+
+RECENGINE = [sys.executable, "-m", "recengine.cli"]
+
+
+def produce(bootstrap: str, topic: str, records: list) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                  "linger.ms": 20})
+    for rec in records:
+        raw = rec if isinstance(rec, str) else json.dumps(rec, separators=(",", ":"))
+        key = rec["user_id"].encode() if isinstance(rec, dict) else None
+        while True:
+            try:
+                p.produce(topic, value=raw.encode(), key=key)
+                break
+            except BufferError:
+                p.poll(0.1)
+    assert p.flush(60) == 0
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    api: str
+    index: str
+    trainer: subprocess.Popen
+    known_item: str
+
+
+@pytest.fixture(scope="module")
+def stack(kafka, mongo, redis_server, tmp_path_factory) -> Iterator[Stack]:
+    name = f"e2e{uuid.uuid4().hex[:6]}"
+    db = f"{mongo.url.rsplit('/', 1)[0]}/{name}"
+    data_dir = tmp_path_factory.mktemp("e2e")
+    settings = Settings.load({
+        "name": name, "data_dir": str(data_dir), "events_url": kafka.url,
+        "dlq_url": kafka.url, "users_url": db, "artifacts_url": db,
+        "cache_url": redis_server.url, "publish_every_events": 20_000,
+        "flush_interval_s": 0.3, "batch_latency_s": 0.05}, env={})
+    create_topics(settings, partitions=3)
+    records = list(generate(SynthConfig(events=30_000, users=2_000, items=1_000, seed=4)))
+    produce(kafka.bootstrap_servers, settings.events_topic, records)
+    env = {**serve.settings_env(settings), "PYTHONUNBUFFERED": "1"}
+    log = open(data_dir / "trainer.log", "ab")  # noqa: SIM115
+    trainer = subprocess.Popen([*RECENGINE, "trainer"], env=env, stdout=log, stderr=log)
+    store = open_artifact_store(settings.url("artifacts"), name)
+    deadline = time.monotonic() + 300
+    while not store.versions() and time.monotonic() < deadline:
+        assert trainer.poll() is None, (data_dir / "trainer.log").read_text()[-3000:]
+        time.sleep(0.5)
+    assert store.versions(), "no version published to GridFS"
+    index_port, api_port = serve.free_port(), serve.free_port()
+    settings = settings.replace(index_url=f"http://127.0.0.1:{index_port}")
+    procs = [serve.start("index", settings, index_port, log_path=str(data_dir / "index.log")),
+             serve.start("api", settings, api_port, log_path=str(data_dir / "api.log"))]
+    try:
+        serve.wait_ready(f"http://127.0.0.1:{index_port}/readyz", procs[0])
+        serve.wait_ready(f"http://127.0.0.1:{api_port}/readyz", procs[1])
+        item = next(r["item_id"] for r in records if isinstance(r, dict))
+        yield Stack(settings, f"http://127.0.0.1:{api_port}",
+                    f"http://127.0.0.1:{index_port}", trainer, item)
+    finally:
+        for p in procs:
+            serve.stop(p)
+        trainer.send_signal(signal.SIGTERM)
+        trainer.wait(120)
+
+
+def test_index_serves_a_version_from_gridfs(stack: Stack) -> None:
+    v = requests.get(f"{stack.index}/version", timeout=5).json()
+    assert v["version"] >= 1 and v["items"] > 100
+
+
+def test_recommend_reflects_events_produced_seconds_earlier(stack: Stack, kafka) -> None:
+    user = f"new-{uuid.uuid4().hex[:8]}"
+    produce(kafka.bootstrap_servers, stack.settings.events_topic,
+            [{"user_id": user, "item_id": stack.known_item, "event": "click", "ts": time.time()}])
+    t0 = time.monotonic()
+    body: dict = {}
+    while time.monotonic() - t0 < 30:
+        body = requests.get(f"{stack.api}/recommend", params={"user_id": user},
+                            timeout=5).json()
+        if body["based_on"] == "user":
+            break
+        time.sleep(0.05)
+    assert body["based_on"] == "user", body
+    assert stack.known_item not in {x["item_id"] for x in body["items"]}
+    assert time.monotonic() - t0 < 10
+
+
+def test_posted_events_go_through_kafka_to_the_model(stack: Stack) -> None:
+    user = f"poster-{uuid.uuid4().hex[:8]}"
+    r = requests.post(f"{stack.api}/events", timeout=10, json=[
+        {"user_id": user, "item_id": stack.known_item, "ts": time.time()},
+        {"user_id": "", "item_id": "x", "ts": 1}])
+    assert r.status_code == 202 and r.json()["accepted"] == 1
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 30:
+        body = requests.get(f"{stack.api}/recommend", params={"user_id": user},
+                            timeout=5).json()
+        if body["based_on"] == "user":
+            return
+        time.sleep(0.05)
+    pytest.fail("posted event never reached the model")
+
+
+def test_the_trainer_log_says_nothing_went_wrong(stack: Stack) -> None:
+    log = Path(stack.settings.data_dir, "trainer.log").read_text()
+    assert "Traceback" not in log
