@@ -155,3 +155,40 @@ def test_trainer_killed_ten_times_applies_every_event_exactly_once(kafka, tmp_pa
     keys = [m.key() for m in records]
     assert len(set(keys)) == len(keys) == malformed
     assert all(dict(m.headers())["reason"] for m in records)
+
+
+def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(kafka, tmp_path) -> None:
+    name = f"restart{uuid.uuid4().hex[:6]}"
+    s = _settings(kafka.url, tmp_path, name)
+    create_topics(s, partitions=3)
+    lines = list(generate(SynthConfig(events=60_000, seed=9, malformed_rate=0.005)))
+    raw = [json.dumps(x, separators=(",", ":")) if isinstance(x, dict) else x for x in lines]
+    good, bad = decode([x.encode() for x in raw], "jsonl")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RECENGINE_NAME": name,
+           "RECENGINE_DATA_DIR": str(tmp_path), "RECENGINE_EVENTS_URL": kafka.url,
+           "RECENGINE_DLQ_URL": kafka.url, "RECENGINE_CHECKPOINT_INTERVAL_S": "0.5"}
+    artifacts = FileArtifactStore(tmp_path / "artifacts")
+    half = len(raw) // 2
+    _produce(kafka.bootstrap_servers, s.events_topic, raw[:half])
+    log = open(tmp_path / "trainer.log", "ab")  # noqa: SIM115
+    proc = subprocess.Popen([*RECENGINE, "trainer"], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 120
+        while _latest_counters(artifacts).get("consumed", 0) < half // 3:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        kafka.restart()
+        _produce(kafka.bootstrap_servers, s.events_topic, raw[half:])
+        deadline = time.monotonic() + 300
+        while _latest_counters(artifacts).get("consumed", 0) < len(raw):
+            assert time.monotonic() < deadline, _latest_counters(artifacts)
+            assert proc.poll() is None, (tmp_path / "trainer.log").read_text()[-3000:]
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    assert proc.returncode == 0
+    counters = _latest_counters(artifacts)
+    assert (counters["applied"], counters["rejected"]) == (len(good), len(bad))
+    total, _ = _count(kafka.bootstrap_servers, s.dlq_topic)
+    assert total == len(bad)
