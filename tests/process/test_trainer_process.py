@@ -39,7 +39,7 @@ def _count(path: Path) -> tuple[int, int]:
 
 def test_trainer_killed_repeatedly_applies_every_event_exactly_once(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
-    write_stream(events, SynthConfig(events=40_000, users=1_500, items=1_000, seed=3,
+    write_stream(events, SynthConfig(events=120_000, users=3_000, items=1_500, seed=3,
                                      malformed_rate=0.01))
     valid, malformed = _count(events)
     flags = ["--data-dir", str(tmp_path), "--follow", "false", "--batch-size", "500",
@@ -50,7 +50,7 @@ def test_trainer_killed_repeatedly_applies_every_event_exactly_once(tmp_path: Pa
     for _ in range(4):
         proc = subprocess.Popen([*RECENGINE, "trainer", *flags], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(2.5, 5.0))
+        time.sleep(rng.uniform(1.5, 3.5))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1

@@ -26,6 +26,7 @@ from recengine.metrics import Metrics
 from recengine.sources import DeadLetterSink, EventSource, decode
 from recengine.stores import Cache, UserRecord, UserStore
 from recengine.trainer.learner import Learner
+from recengine.trainer.userwriter import UserWriter
 from recengine.versions import build_blobs
 
 log = logging.getLogger("recengine.trainer")
@@ -57,6 +58,7 @@ class Trainer:
         self.cache = cache
         self.metrics = metrics
         self.learner = Learner(settings, seed=seed)
+        self.writer = UserWriter(users, metrics)
         self.c = TrainerCounters()
         self.stop = threading.Event()
         self._outage: str | None = None
@@ -132,9 +134,12 @@ class Trainer:
             self.retrying(self.publish, "publish a version")
         if self._since_checkpoint or not self.artifacts.checkpoints():
             self.retrying(self.checkpoint, "checkpoint")
+        if not self.writer.drain(120):
+            log.warning("user store writes still pending at stop; they are redone at restart")
 
     def close(self) -> None:
         """Release every backend connection (after ``run`` or ``finish``)."""
+        self.writer.close(10)
         for part in (self.source, self.dlq, self.users, self.cache, self.artifacts):
             try:
                 part.close()
@@ -194,12 +199,9 @@ class Trainer:
                 records = [UserRecord(lr.users.id(int(r)), vectors[n],
                                       int(lr.user_events[r]), lr.user_recent(int(r)), now)
                            for n, r in enumerate(dirty.tolist())]
-                try:
-                    self.users.upsert(records)  # durable: retried by the caller until it works
-                except BaseException:
-                    lr.dirty_users.update(dirty.tolist())
-                    raise
+                # The cache first: it is what the API reads, so it decides freshness.
                 self._cache_write(lambda: self.cache.put_users(records))
+                self.writer.submit(records)
         self._cache_write(lambda: self.cache.set_popular(self._popular_lists()))
         new_meta = {lr.items.id(r): doc for r, doc in lr.new_item_info().items()}
         if new_meta:
