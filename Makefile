@@ -28,7 +28,7 @@ demo: venv
 	$(BIN)/recengine demo
 
 lint: venv
-	$(BIN)/ruff check services bench tests
+	$(BIN)/ruff check services operator bench tests tools
 
 # Installs (once, cached under ~/.cache/recengine) the real servers the integration tests
 # start: Kafka, FerretDB, Redis, Graphite + statsd. See tools/infra/README.md.

@@ -1,0 +1,10 @@
+"""Operator shutdown: close the artifact stores (Mongo connections)."""
+
+from __future__ import annotations
+
+from recengine_operator.handlers.runtime import Runtime
+
+
+def close(runtime: Runtime | None) -> None:
+    if runtime is not None:
+        runtime.catalogs.close()

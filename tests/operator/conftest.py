@@ -1,0 +1,1 @@
+"""The operator's unit tests: pure logic over plain dicts, no cluster."""
