@@ -6,6 +6,7 @@ Run with ``gunicorn recengine.api.app:app`` (settings from ``RECENGINE_*``) or
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from importlib import resources
@@ -17,14 +18,21 @@ from recengine.api.index_client import IndexClient, IndexUnavailable
 from recengine.api.recommender import Recommender
 from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
+from recengine.errors import RecEngineError
 from recengine.events import Event, EventError, validate
 from recengine.httputil import dumps, json_body, json_error_serializer, require_k, use_fast_json
 from recengine.metrics import Metrics, open_metrics
-from recengine.sources import FileEventSink, open_event_sink
+from recengine.sources import EventSink, open_event_sink
 from recengine.stores import open_cache, open_user_store
 from recengine.wsgi import LazyApp
 
 MAX_ID = 256
+
+try:  # the broker's errors, when the Kafka backend is installed
+    from confluent_kafka import KafkaException as KafkaLikeError
+except ImportError:  # pragma: no cover - embedded installs without confluent-kafka
+    class KafkaLikeError(Exception):  # type: ignore[no-redef]
+        """Never raised: no Kafka client installed."""
 
 
 def _optional_id(req: falcon.Request, name: str) -> str | None:
@@ -60,14 +68,28 @@ class Events:
     are listed with their index and reason. 202 when any was accepted, 400 when none was.
     """
 
-    def __init__(self, sink: FileEventSink, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, sink: EventSink, settings: Settings, metrics: Metrics) -> None:
         self.sink = sink
+        self.api_key = settings.events_api_key()
         self.max_batch = settings.api_max_batch
         self.max_bytes = settings.api_max_body_bytes
         self.metrics = metrics
 
+    def _authorize(self, req: falcon.Request) -> None:
+        if not self.api_key:
+            return
+        given = req.get_header("X-API-Key") or ""
+        auth = req.get_header("Authorization") or ""
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            raise falcon.HTTPUnauthorized(
+                title="Unauthorized", description="POST /events needs a valid API key in "
+                "X-API-Key or Authorization: Bearer", challenges=["Bearer"])
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         t0 = time.perf_counter()
+        self._authorize(req)
         body = json_body(req, self.max_bytes)
         records = body.get("events") if isinstance(body, dict) else body
         if not isinstance(records, list) or not records:
@@ -84,7 +106,12 @@ class Events:
                 good.append(validate(rec))
             except EventError as exc:
                 rejected.append({"index": n, "reason": str(exc)})
-        self.sink.append(good)
+        try:
+            self.sink.append(good)
+        except (OSError, RecEngineError, KafkaLikeError) as exc:
+            raise falcon.HTTPServiceUnavailable(
+                title="Event stream unavailable",
+                description=f"no event was accepted: {exc}") from None
         self.metrics.incr("events_accepted", len(good))
         if rejected:
             self.metrics.incr("events_rejected", len(rejected))
