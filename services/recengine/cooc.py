@@ -116,15 +116,29 @@ class ItemNeighbours:
         b = items[b_idx]
         pw = ew[b_idx] * pos_w[p_idx]
         cap = np.int64(len(self.nb))
-        # Both directions of every pair, summed per (row, neighbour); keys sort by row.
-        keys, inverse = np.unique(np.concatenate([a * cap + b, b * cap + a]),
-                                  return_inverse=True)
-        add = np.bincount(inverse, weights=np.concatenate([pw, pw])).astype(np.float32)
-        src, dst = keys // cap, (keys % cap).astype(np.int32)
-        match = self.nb[src] == dst[:, None]
-        has = match.any(axis=1)
-        slot = match.argmax(axis=1)
-        self.w[src[has], slot[has]] += add[has]
+        # Every pair once (smaller row first), summed; then both directions.
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        keys, inverse = np.unique(lo * cap + hi, return_inverse=True)
+        add = np.bincount(inverse, weights=pw).astype(np.float32)
+        lo, hi = keys // cap, keys % cap
+        src = np.concatenate([lo, hi])
+        dst = np.concatenate([hi, lo]).astype(np.int32)
+        add = np.concatenate([add, add])
+        # Each row keeps its neighbours sorted by id (empty slots, -1, first): a vectorised
+        # binary search finds a pair's slot in log2(K) steps instead of comparing all K.
+        K = self.k
+        flat_nb = self.nb.reshape(-1)
+        base = src * K
+        left = np.zeros(len(src), dtype=np.int64)
+        right = np.full(len(src), K, dtype=np.int64)
+        for _ in range(K.bit_length()):
+            mid = (left + right) >> 1
+            go_right = flat_nb[base + np.minimum(mid, K - 1)] < dst
+            left = np.where(go_right, mid + 1, left)
+            right = np.where(go_right, right, mid)
+        cell = base + np.minimum(left, K - 1)
+        has = flat_nb[cell] == dst
+        self.w.reshape(-1)[cell[has]] += add[has]
         new = ~has
         src, dst, add = src[new], dst[new], add[new]
         if len(src) == 0:
@@ -142,16 +156,19 @@ class ItemNeighbours:
         counts = np.diff(np.r_[starts, len(src)])
         rows = src[starts]
         rank = np.arange(len(src)) - np.repeat(starts, counts)
-        enter = rank < self.k
+        enter = rank < K
         row_w = self.w[rows]
-        weakest = np.argsort(row_w, axis=1, kind="stable")
+        weakest = np.argsort(row_w, axis=1)
         row_of = np.repeat(np.arange(len(rows)), counts)[enter]
         victim = weakest[row_of, rank[enter]]
         cand = add[enter] + row_w[row_of, weakest[row_of, 0]]
         admit = cand > row_w[row_of, victim]
-        s, victim = src[enter][admit], victim[admit]
-        self.nb[s, victim] = dst[enter][admit]
-        self.w[s, victim] = cand[admit]
+        row_nb = self.nb[rows]
+        row_nb[row_of[admit], victim[admit]] = dst[enter][admit]
+        row_w[row_of[admit], victim[admit]] = cand[admit]
+        by_id = np.argsort(row_nb, axis=1)
+        self.nb[rows] = np.take_along_axis(row_nb, by_id, 1)
+        self.w[rows] = np.take_along_axis(row_w, by_id, 1)
 
     def normalised(self, rows: np.ndarray, now: float | None = None) -> tuple[np.ndarray,
                                                                               np.ndarray]:
@@ -185,8 +202,9 @@ class ItemNeighbours:
         n = len(state["nb"])
         x = cls(int(state["k"]), float(state["half_life_s"]), float(state["recency_decay"]),
                 max(1, n))
-        x.nb[:n] = state["nb"]
-        x.w[:n] = state["w"]
+        by_id = np.argsort(np.asarray(state["nb"]), axis=1, kind="stable")
+        x.nb[:n] = np.take_along_axis(np.asarray(state["nb"]), by_id, 1)
+        x.w[:n] = np.take_along_axis(np.asarray(state["w"]), by_id, 1)
         x.cnt[:n] = state["cnt"]
         x.t_ref = state.get("t_ref")
         if "row_t" in state:  # an older checkpoint: weights decayed lazily up to row_t / cnt_t

@@ -22,11 +22,23 @@ class SeenItems:
         self.items: dict[int, list[int]] = {}
 
     def add(self, users: np.ndarray, items: np.ndarray) -> None:
-        get = self.items.setdefault
+        """Append each user's items in order (grouped by user: one step per distinct user)."""
+        if len(users) == 0:
+            return
+        order = np.argsort(users, kind="stable")
+        su = users[order]
+        starts = np.flatnonzero(np.r_[True, su[1:] != su[:-1]])
+        bounds = np.r_[starts, len(su)].tolist()
+        si = items[order].tolist()
+        seen = self.items
+        get = seen.get
         limit = self.limit
-        for u, i in zip(users.tolist(), items.tolist(), strict=True):
-            lst = get(u, [])
-            lst.append(i)
+        for k, u in enumerate(su[starts].tolist()):
+            lst = get(u)
+            if lst is None:
+                lst = seen[u] = si[bounds[k]:bounds[k + 1]]
+            else:
+                lst += si[bounds[k]:bounds[k + 1]]
             if limit is not None and len(lst) > 2 * limit:
                 del lst[:-limit]
 
@@ -141,3 +153,20 @@ def popularity_hits(top_items: np.ndarray, users: np.ndarray, truth: np.ndarray,
             if taken >= k:
                 break
     return out
+
+
+def popularity_hits_pairs(top_items: np.ndarray, truth: np.ndarray, excl_rows: np.ndarray,
+                          excl_cols: np.ndarray, k: int, n_items: int) -> np.ndarray:
+    """:func:`popularity_hits` for b events at once, with each event's excluded items given as
+    (event, item) index pairs: a hit is the true item among the first k of ``top_items`` that
+    the event's user has not consumed."""
+    b = len(truth)
+    if b == 0 or len(top_items) == 0:
+        return np.zeros(b, dtype=np.int8)
+    top_items = np.asarray(top_items, dtype=np.int64)
+    excluded = np.zeros((b, max(n_items, int(top_items.max()) + 1)), dtype=bool)
+    excluded[excl_rows, excl_cols] = True
+    allowed = ~excluded[:, top_items]
+    shown = allowed & (np.cumsum(allowed, axis=1) <= k)
+    hit = (shown & (top_items[None, :] == truth[:, None])).any(axis=1) & (truth >= 0)
+    return hit.astype(np.int8)

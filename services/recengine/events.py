@@ -271,15 +271,12 @@ def _not_none(col: list) -> list[int]:
                                       count=len(col))).tolist()
 
 
-def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected]]:
-    """Decode and validate JSON lines straight into a batch's columns.
+_FIELDS = ("user_id", "item_id", "event", "ts", "category", "metadata")
 
-    The same events, values and reject reasons as :func:`parse_json` per line, without an
-    :class:`Event` per line: a fast parser (orjson when installed) reads the lines, the schema is
-    checked a column at a time, and only a line that fails a check (or that the fast parser
-    refuses) goes through :func:`parse_json`, which decides it exactly. (One difference: an
-    integer beyond 64 bits inside ``metadata`` is kept as a float.)
-    """
+
+def _fields(raws: Sequence[bytes | str], slow: np.ndarray) -> list[list]:
+    """The raw values of the event fields of each line, as columns; lines that are not JSON
+    objects are marked slow (their fields read as missing)."""
     n = len(raws)
     docs: list = []
     append = docs.append
@@ -289,17 +286,50 @@ def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected
             append(loads(raw))
         except ValueError:  # orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError
             append(_UNPARSED)
-    slow = np.zeros(n, dtype=bool)
-    rows = docs
     if not _only(docs, dict):
-        rows = list(docs)
-        _patch(rows, np.fromiter(map(isinstance, docs, repeat(dict)), dtype=bool, count=n), slow,
-               _EMPTY)
+        _patch(docs, np.fromiter(map(isinstance, docs, repeat(dict)), dtype=bool, count=n),
+               slow, _EMPTY)
     get = dict.get
-    users = _strip_column(list(map(get, rows, repeat("user_id"))), slow, MAX_ID_LENGTH)
-    items = _strip_column(list(map(get, rows, repeat("item_id"))), slow, MAX_ID_LENGTH)
+    return [list(map(get, docs, repeat(name), repeat("view" if name == "event" else None)))
+            for name in _FIELDS]
 
-    kinds = list(map(get, rows, repeat("event"), repeat("view")))
+
+#: Lines decoded per column pass: the parsed objects of one chunk stay in the CPU caches.
+DECODE_CHUNK = 1024
+
+
+def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected]]:
+    """Decode and validate JSON lines straight into a batch's columns.
+
+    The same events, values and reject reasons as :func:`parse_json` per line, without an
+    :class:`Event` per line: a fast parser (orjson when installed) reads the lines, the schema is
+    checked a column at a time, and only a line that fails a check (or that the fast parser
+    refuses) goes through :func:`parse_json`, which decides it exactly. (One difference: an
+    integer beyond 64 bits inside ``metadata`` is kept as a float.)
+    """
+    if len(raws) <= DECODE_CHUNK:
+        return _decode_chunk(raws, 0)
+    parts = [_decode_chunk(raws[a:a + DECODE_CHUNK], a) for a in range(0, len(raws), DECODE_CHUNK)]
+    batch = parts[0][0]
+    for b, _ in parts[1:]:  # lists grow in place: C-level extends
+        batch.users += b.users
+        batch.items += b.items
+        batch.kinds += b.kinds
+        batch.categories += b.categories  # type: ignore[operator]
+        batch.metadata += b.metadata  # type: ignore[operator]
+        batch.item_info.update(b.item_info)
+    batch.ts = np.concatenate([b.ts for b, _ in parts])
+    return batch, [r for _, rejected in parts for r in rejected]
+
+
+def _decode_chunk(raws: Sequence[bytes | str], base: int) -> tuple[EventBatch, list[Rejected]]:
+    """:func:`decode_jsonl` of ``raws``, which start at position ``base`` of the polled batch."""
+    n = len(raws)
+    slow = np.zeros(n, dtype=bool)
+    user_col, item_col, kinds, ts_col, categories, metadata = _fields(raws, slow)
+    users = _strip_column(user_col, slow, MAX_ID_LENGTH)
+    items = _strip_column(item_col, slow, MAX_ID_LENGTH)
+
     if not _only(kinds, str):
         _patch(kinds, np.fromiter(map(isinstance, kinds, repeat(str)), dtype=bool, count=n),
                slow, "view")
@@ -310,7 +340,6 @@ def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected
     if any(k != s for k, s in stripped.items()):
         kinds = list(map(stripped.__getitem__, kinds))
 
-    ts_col = list(map(get, rows, repeat("ts")))
     types = set(map(type, ts_col))
     if not types <= _NUMBER_TYPES:
         _patch(ts_col, np.fromiter(map(_NUMBER_TYPES.__contains__, map(type, ts_col)),
@@ -323,7 +352,6 @@ def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected
     slow |= ~np.isfinite(ts) | (ts < 0)
     ts = np.where(ts > 1e11, ts / 1000.0, ts)  # milliseconds by mistake, as parse_ts
 
-    categories = list(map(get, rows, repeat("category")))
     cat_rows = _not_none(categories)
     for r in cat_rows:
         c = categories[r]
@@ -331,7 +359,6 @@ def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected
             slow[r] = True
         elif not c:
             categories[r] = None
-    metadata = list(map(get, rows, repeat("metadata")))
     meta_rows = _not_none(metadata)
     for r in meta_rows:
         m = metadata[r]
@@ -346,7 +373,7 @@ def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected
         try:
             e = parse_json(raws[r])
         except EventError as exc:
-            rejected.append(Rejected(raws[r], str(exc), r))  # type: ignore[arg-type]
+            rejected.append(Rejected(raws[r], str(exc), base + r))  # type: ignore[arg-type]
             continue
         slow[r] = False
         users[r], items[r], kinds[r], ts[r] = e.user_id, e.item_id, e.event, e.ts

@@ -84,6 +84,8 @@ class GMF:
         Existing rows are kept bit for bit; the optimizer is rebuilt to cover the new rows (its
         per-row state, for Adagrad, is carried over).
         """
+        if users <= self.user_capacity and items <= self.item_capacity:
+            return False
         grew = False
         old_state = self.optimizer.state_dict()
         if users > self.user_capacity:
@@ -113,38 +115,59 @@ class GMF:
     # --- incremental learning ------------------------------------------------------------------
     def partial_fit(self, users: np.ndarray, items: np.ndarray, weights: np.ndarray,
                     n_items: int) -> float:
-        """Learn one micro-batch (rows must fit the tables); ``w`` is frozen. Returns BPR loss."""
+        """Learn one micro-batch (rows must fit the tables); ``w`` is frozen. Returns the BPR
+        loss (estimated on up to 256 events)."""
         if len(users) == 0 or n_items < 2:
             return 0.0
         u = torch.from_numpy(np.ascontiguousarray(users, dtype=np.int64))
         i = torch.from_numpy(np.ascontiguousarray(items, dtype=np.int64))
         ew = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)).unsqueeze(1)
         n_neg = self.negatives
+        reg = self.reg
+        sgd = isinstance(self.optimizer, torch.optim.SGD)
         loss = 0.0
         with torch.no_grad():
             w = self.w.detach()
             P, Q, bias = self.P, self.Q, self.bias
+            ew_n = ew / n_neg
             for _ in range(self.passes):
                 j = torch.randint(0, n_items, (n_neg,), generator=self.gen)
-                pu, qi, qj = P[u], Q[i], Q[j]
+                pu, qi, qj = P.index_select(0, u), Q.index_select(0, i), Q.index_select(0, j)
                 puw = pu * w
-                x = (puw * qi).sum(1, keepdim=True) + bias[i].unsqueeze(1) - puw @ qj.T - bias[j]
-                # d(-log sigmoid(x))/dx = -sigmoid(-x), averaged over the shared negatives.
-                g = torch.sigmoid(-x) * (ew / n_neg)
+                pos = (puw * qi).sum(1, keepdim=True) + bias.index_select(0, i).unsqueeze(1)
+                neg = torch.addmm(bias.index_select(0, j).unsqueeze(0), puw, qj.T)
+                # d(-log sigmoid(x))/dx = -sigmoid(-x) for x = pos - neg, averaged over the
+                # shared negatives.
+                sig = torch.sigmoid(neg - pos)
+                g = sig * ew_n
                 gsum = g.sum(1, keepdim=True)
-                grad_u = -((gsum * qi - g @ qj) * w) + self.reg * pu
-                grad_i = -(gsum * puw) + self.reg * qi
-                grad_j = g.T @ puw + self.reg * qj * (g.sum(0, keepdim=True).T > 0)
-                P.grad = torch.sparse_coo_tensor(u.unsqueeze(0), grad_u, P.shape,
-                                                 check_invariants=False)
-                rows = torch.cat([i, j]).unsqueeze(0)
-                Q.grad = torch.sparse_coo_tensor(rows, torch.cat([grad_i, grad_j]), Q.shape,
-                                                 check_invariants=False)
-                bias.grad = torch.sparse_coo_tensor(
-                    rows, torch.cat([-gsum.squeeze(1), g.sum(0)]), bias.shape,
-                    check_invariants=False)
-                self.optimizer.step()
-                loss = float(torch.nn.functional.softplus(-x).mean())
+                gcol = g.sum(0)
+                grad_u = torch.addmm(gsum * qi, g, qj, alpha=-1.0).mul_(w).neg_().add_(pu,
+                                                                                      alpha=reg)
+                grad_i = (gsum * puw).neg_().add_(qi, alpha=reg)
+                grad_j = torch.addmm(qj * (reg * (gcol > 0)).unsqueeze(1), g.T, puw)
+                if sgd:
+                    # Plain SGD on the touched rows, exactly what torch.optim.SGD does with
+                    # these sparse gradients (duplicate rows add up), without building them.
+                    step = -self.lr
+                    P.index_put_((u,), grad_u.mul_(step), accumulate=True)
+                    Q.index_put_((i,), grad_i.mul_(step), accumulate=True)
+                    Q.index_put_((j,), grad_j.mul_(step), accumulate=True)
+                    bias.index_put_((i,), gsum.squeeze(1) * -step, accumulate=True)
+                    bias.index_put_((j,), gcol * step, accumulate=True)
+                else:
+                    P.grad = torch.sparse_coo_tensor(u.unsqueeze(0), grad_u, P.shape,
+                                                     check_invariants=False)
+                    rows = torch.cat([i, j]).unsqueeze(0)
+                    Q.grad = torch.sparse_coo_tensor(rows, torch.cat([grad_i, grad_j]), Q.shape,
+                                                     check_invariants=False)
+                    bias.grad = torch.sparse_coo_tensor(
+                        rows, torch.cat([-gsum.squeeze(1), gcol]), bias.shape,
+                        check_invariants=False)
+                    self.optimizer.step()
+            # Mean BPR loss of the last pass, -log sigmoid(x) = -log(1 - sigmoid(-x)), estimated
+            # on (at most) its first 256 events.
+            loss = float(-torch.log1p(-sig[:256].clamp(max=1 - 1e-7)).mean())
         P.grad = Q.grad = bias.grad = None
         return loss
 

@@ -10,8 +10,6 @@ total/capacity is always kept).
 
 from __future__ import annotations
 
-from itertools import repeat
-
 import numpy as np
 
 _RESCALE_EXPONENT = 40.0
@@ -28,8 +26,21 @@ class DecayedTopK:
         self.t_ref = t_ref
         self.keys = np.full(capacity, -1, dtype=np.int64)
         self.counts = np.zeros(capacity, dtype=np.float64)
-        self._slot: dict[int, int] = {}
         self._used = 0
+        self._index()
+
+    def _index(self) -> None:
+        """Tracked keys sorted, with their slots: a batch finds its keys by binary search."""
+        used = self.keys[: self._used]
+        self._order = np.argsort(used, kind="stable")
+        self._sorted = used[self._order]
+
+    def _slots(self, keys: np.ndarray) -> np.ndarray:
+        """Slot of each key, -1 if untracked."""
+        if not len(self._sorted):
+            return np.full(len(keys), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._sorted, keys), len(self._sorted) - 1)
+        return np.where(self._sorted[at] == keys, self._order[at], -1)
 
     def __len__(self) -> int:
         return self._used
@@ -48,11 +59,9 @@ class DecayedTopK:
             self.counts *= np.exp2((self.t_ref - t_max) / self.half_life_s)
             self.t_ref = t_max
         w = self._scale(ts) * (1.0 if weights is None else weights)
-        uniq, inverse = np.unique(keys, return_inverse=True)
+        uniq, inverse = np.unique(np.asarray(keys, dtype=np.int64), return_inverse=True)
         sums = np.bincount(inverse, weights=w)
-        slot = self._slot
-        slots = np.fromiter(map(slot.get, uniq.tolist(), repeat(-1)), dtype=np.int64,
-                            count=len(uniq))
+        slots = self._slots(uniq)
         known = slots >= 0
         self.counts[slots[known]] += sums[known]
         new_keys = uniq[~known]
@@ -65,11 +74,10 @@ class DecayedTopK:
             target = np.arange(self._used, self._used + take)
             self.keys[target] = new_keys[:take]
             self.counts[target] = new_w[:take]
-            for k, s in zip(new_keys[:take].tolist(), target.tolist(), strict=True):
-                slot[k] = s
             self._used += take
         rest_keys, rest_w = new_keys[take:], new_w[take:]
         if len(rest_keys) == 0:
+            self._index()
             return
         # Space-Saving, one batch at a time: an untracked key may already have had up to the
         # smallest tracked count, so each newcomer enters with that floor plus its weight, and the
@@ -82,14 +90,13 @@ class DecayedTopK:
         keep = np.argpartition(-candidates, cap - 1)[:cap]
         admitted = keep[keep >= cap] - cap
         if len(admitted) == 0:
+            if take:
+                self._index()
             return
         evicted = np.setdiff1d(np.arange(cap), keep[keep < cap], assume_unique=True)
-        for k in self.keys[evicted].tolist():
-            slot.pop(k, None)
         self.keys[evicted] = rest_keys[admitted]
         self.counts[evicted] = rest_w[admitted] + floor
-        for k, s in zip(rest_keys[admitted].tolist(), evicted.tolist(), strict=True):
-            slot[k] = s
+        self._index()
 
     def top(self, n: int, now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The n heaviest keys and their decayed weights at ``now`` (default: t_ref)."""
@@ -114,7 +121,7 @@ class DecayedTopK:
         s.keys[:n] = state["keys"]
         s.counts[:n] = state["counts"]
         s._used = n
-        s._slot = {int(k): i for i, k in enumerate(s.keys[:n].tolist())}
+        s._index()
         return s
 
 

@@ -41,24 +41,132 @@ def item2item_dense(rec_w: np.ndarray, nb_ids: np.ndarray, nb_w: np.ndarray,
 def blend_dense(mf: np.ndarray, i2i: np.ndarray, excluded: np.ndarray, blend: float,
                 candidates: int, k: int) -> np.ndarray:
     """Top-k item rows per user (b, k) from full score matrices; ``excluded`` is a bool mask."""
+    rows, cols = np.nonzero(excluded)
+    return blend_dense_pairs(mf, i2i, rows, cols, blend, candidates, k)
+
+
+def blend_dense_pairs(mf: np.ndarray, i2i: np.ndarray, excl_rows: np.ndarray,
+                      excl_cols: np.ndarray, blend: float, candidates: int, k: int, *,
+                      overwrite: bool = False) -> np.ndarray:
+    """:func:`blend_dense` with the excluded (user, item) cells given as index arrays, which is
+    cheaper when a user has seen a few dozen items of thousands. With ``overwrite`` the inputs
+    may be used as scratch space (they are then changed)."""
     b, n = mf.shape
-    mf = np.where(excluded, -np.inf, mf)
+    mf = mf if overwrite else mf.copy()
+    score = i2i.astype(np.float32, copy=not overwrite)
+    mf[excl_rows, excl_cols] = -np.inf
+    score[excl_rows, excl_cols] = -np.inf
     m = min(candidates, n)
-    score = np.where(excluded, -np.inf, i2i).astype(np.float32)
     if blend > 0 and m > 0:
-        top = np.argpartition(-mf, m - 1, axis=1)[:, :m]
-        order = np.argsort(-np.take_along_axis(mf, top, 1), axis=1, kind="stable")
+        # (Partitioning at a small kth of the negated scores: numpy's introselect is very slow
+        # at a kth near the end of rows full of equal values.)
+        top = np.argpartition(-mf, m - 1, axis=1)[:, :m] if m < n else np.tile(np.arange(n),
+                                                                               (b, 1))
+        vals = np.take_along_axis(mf, top, 1)
+        order = np.argsort(-vals, axis=1, kind="stable")
         top = np.take_along_axis(top, order, 1)
         # Rank over ``candidates`` (not over m): the same bonus as ``blend_candidates`` even
-        # when the catalogue is smaller than the candidate list.
+        # when the catalogue is smaller than the candidate list. Excluded items get none.
         bonus = (blend * (1.0 - np.arange(m, dtype=np.float32) / candidates))[None, :]
-        finite = np.isfinite(np.take_along_axis(mf, top, 1))
-        rows = np.broadcast_to(np.arange(b)[:, None], top.shape)
-        score[rows[finite], top[finite]] += np.broadcast_to(bonus, top.shape)[finite]
+        bonus = np.where(np.isfinite(np.take_along_axis(vals, order, 1)), bonus, 0.0)
+        score[np.arange(b)[:, None], top] += bonus.astype(np.float32)
     kk = min(k, n)
-    best = np.argpartition(-score, kk - 1, axis=1)[:, :kk]
+    best = np.argpartition(-score, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(
+        np.arange(n), (b, 1))
     order = np.argsort(-np.take_along_axis(score, best, 1), axis=1, kind="stable")
     return np.take_along_axis(best, order, 1)
+
+
+def top_rows(scores: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The m best columns of each row (b, m), best first, and their scores."""
+    b, n = scores.shape
+    top = None
+    if m >= n:
+        top = np.tile(np.arange(n), (b, 1))
+    elif b:
+        # The m-th best score of each row (partitioning values is cheaper than indices), then the
+        # columns at or above it: exactly m per row unless a row has ties at its threshold.
+        thr = np.partition(scores, n - m, axis=1)[:, n - m]
+        flat = np.flatnonzero(scores >= thr[:, None])
+        if len(flat) == b * m:
+            top = (flat % n).reshape(b, m)
+    if top is None:
+        # (At a small kth of the negated scores: numpy's introselect is very slow at a kth near
+        # the end of rows full of equal values.)
+        top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
+    vals = np.take_along_axis(scores, top, 1)
+    order = np.argsort(-vals, axis=1)
+    return np.take_along_axis(top, order, 1), np.take_along_axis(vals, order, 1)
+
+
+def blend_sparse(mf: np.ndarray, rec_w: np.ndarray, nb_ids: np.ndarray, nb_w: np.ndarray,
+                 excl_rows: np.ndarray, excl_cols: np.ndarray, blend: float, candidates: int,
+                 k: int) -> np.ndarray:
+    """:func:`blend_dense` for b users from their MF scores (b, n) and their recent items'
+    weights (b, L) and neighbours (b, L, K), touching only candidate items.
+
+    Only items among a user's ``candidates`` best by MF or with an item-to-item score can score
+    above zero, so the top k is picked among those (a few hundred, not the catalogue); a user
+    with fewer than k such items falls back to :func:`blend_dense_pairs`. ``mf`` is used as
+    scratch space (it is changed).
+    """
+    b, n = mf.shape
+    kk = min(k, n)
+    if b == 0:
+        return np.zeros((0, kk), dtype=np.int64)
+    mf[excl_rows, excl_cols] = -np.inf
+    # Item-to-item score of every (user, neighbour) cell, summed in float64 and read as float32
+    # as item2item_dense does (in a b x n scratch: keep b small enough for the CPU caches).
+    contrib = (rec_w[:, :, None] * nb_w).reshape(b, -1)
+    ids = nb_ids.reshape(b, -1)
+    r, c = np.nonzero((ids >= 0) & (contrib > 0))
+    flat = r * n + ids[r, c]
+    acc = np.zeros(b * n, dtype=np.float64)
+    np.add.at(acc, flat, contrib[r, c].astype(np.float64))  # same dtype: the fast path
+    owner = np.empty(b * n, dtype=np.int64)  # one cell per (user, item): the last writer's
+    owner[flat] = np.arange(len(flat))
+    cells = np.sort(flat[owner[flat] == np.arange(len(flat))])
+    cell_row, cell_item = cells // n, cells % n
+    score = acc.astype(np.float32).reshape(b, n)
+    score[excl_rows, excl_cols] = -np.inf
+    m = min(candidates, n) if blend > 0 else 0
+    rows = np.arange(b)[:, None]
+    if m > 0:
+        top, vals = top_rows(mf, m)
+        bonus = (blend * (1.0 - np.arange(m, dtype=np.float32) / candidates))[None, :]
+        top_score = score[rows, top] + np.where(np.isfinite(vals), bonus, 0.0).astype(np.float32)
+        score[rows, top] = -np.inf  # their item-to-item part is counted above
+    else:
+        top = np.zeros((b, 0), dtype=np.int64)
+        top_score = np.zeros((b, 0), dtype=np.float32)
+    # The other cells, padded to one row per user.
+    cell_score = score[cell_row, cell_item]
+    first = np.searchsorted(cell_row, np.arange(b))
+    pos = np.arange(len(cells)) - first[cell_row]
+    width = int(pos.max()) + 1 if len(pos) else 0
+    pad_score = np.full((b, width), -np.inf, dtype=np.float32)
+    pad_item = np.full((b, width), -1, dtype=np.int64)
+    pad_score[cell_row, pos] = cell_score
+    pad_item[cell_row, pos] = cell_item
+    cand_score = np.concatenate([top_score, pad_score], axis=1)
+    cand_item = np.concatenate([top, pad_item], axis=1)
+    if cand_score.shape[1] > kk:
+        best = np.argpartition(-cand_score, kk - 1, axis=1)[:, :kk]
+    else:
+        best = np.tile(np.arange(cand_score.shape[1]), (b, 1))
+    order = np.argsort(-np.take_along_axis(cand_score, best, 1), axis=1, kind="stable")
+    best = np.take_along_axis(best, order, 1)
+    out = np.full((b, kk), -1, dtype=np.int64)
+    out[:, : best.shape[1]] = np.take_along_axis(cand_item, best, 1)
+    short = np.flatnonzero(np.isfinite(cand_score).sum(axis=1) < kk)
+    if len(short):  # too few candidates: rank the whole catalogue as blend_dense does
+        keep = np.isin(excl_rows, short)
+        remap = np.full(b, -1, dtype=np.int64)
+        remap[short] = np.arange(len(short))
+        i2i = item2item_dense(rec_w[short], nb_ids[short], nb_w[short], n)
+        out[short] = blend_dense_pairs(mf[short], i2i, remap[excl_rows[keep]],
+                                       excl_cols[keep], blend, candidates, k, overwrite=True)
+    return out
 
 
 def blend_candidates(mf_ids: np.ndarray, i2i_ids: np.ndarray, i2i_scores: np.ndarray,

@@ -133,3 +133,48 @@ def test_posted_events_go_through_kafka_to_the_model(stack: Stack) -> None:
 def test_the_trainer_log_says_nothing_went_wrong(stack: Stack) -> None:
     log = Path(stack.settings.data_dir, "trainer.log").read_text()
     assert "Traceback" not in log
+
+
+def _traffic(api: str, users: list[str], seconds: float) -> list[tuple[int, list[str]]]:
+    out = []
+    session = requests.Session()
+    deadline = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < deadline:
+        r = session.get(f"{api}/recommend", params={"user_id": users[n % len(users)]},
+                        timeout=5)
+        body = r.json()
+        out.append((r.status_code, body.get("degraded", [])))
+        n += 1
+    return out
+
+
+def test_mongo_and_redis_restarted_under_traffic(stack: Stack, mongo, redis_server) -> None:
+    users = ["stranger-1", *[f"u{n}" for n in range(1, 40)]]
+    healthy = _traffic(stack.api, users, 1.0)
+    assert {s for s, _ in healthy} == {200}
+
+    redis_server.stop()
+    redis_down = _traffic(stack.api, users, 2.0)
+    assert {s for s, _ in redis_down} == {200}
+    assert all("cache" in d for _, d in redis_down[-10:])
+
+    mongo.stop()
+    both_down = _traffic(stack.api, users, 2.0)
+    assert {s for s, _ in both_down} <= {503, 200}
+    assert both_down[-1][0] == 503
+
+    redis_server.start()
+    mongo_down = _traffic(stack.api, users, 3.0)
+    assert {s for s, _ in mongo_down[-20:]} == {200}, mongo_down[-20:]
+
+    mongo.start()
+    deadline = time.monotonic() + 30
+    recovered: list = []
+    while time.monotonic() < deadline:
+        recovered = _traffic(stack.api, users, 1.0)
+        if all(s == 200 and not d for s, d in recovered[-10:]):
+            break
+    assert all(s == 200 and not d for s, d in recovered[-10:]), recovered[-10:]
+    every = healthy + redis_down + both_down + mongo_down + recovered
+    assert {s for s, _ in every} <= {200, 503}

@@ -15,7 +15,7 @@ from typing import Any
 import falcon
 
 from recengine.api.index_client import IndexClient, IndexUnavailable
-from recengine.api.recommender import Recommender
+from recengine.api.recommender import Recommender, Unavailable
 from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
@@ -56,8 +56,13 @@ class Recommend:
         item_id = _optional_id(req, "item_id")
         category = _optional_id(req, "category")
         k = require_k(req.get_param("k") or 10)
+        try:
+            answer = self.recommender.recommend(user_id, item_id, k, category)
+        except Unavailable as exc:
+            raise falcon.HTTPServiceUnavailable(title="Backends unavailable",
+                                                description=str(exc)) from None
         resp.content_type = falcon.MEDIA_JSON
-        resp.data = dumps(self.recommender.recommend(user_id, item_id, k, category))
+        resp.data = dumps(answer)
         self.metrics.timing("recommend_ms", (time.perf_counter() - t0) * 1000)
 
 

@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
 from recengine.config import Settings
 from recengine.cooc import ItemNeighbours, RecentItems
-from recengine.evaluation import RecallTracker, SeenItems, popularity_hits
+from recengine.evaluation import RecallTracker, SeenItems, popularity_hits_pairs
 from recengine.events import EventBatch
 from recengine.model import GMF
 from recengine.popularity import Popularity
-from recengine.ranking import blend_dense, item2item_dense, recency_weights
+from recengine.ranking import blend_dense, blend_sparse, item2item_dense, recency_weights
 from recengine.vocab import Vocabulary
 
-#: Users evaluated per dense scoring chunk (bounds memory at chunk x items floats).
-EVAL_CHUNK = 256
+#: Users evaluated per scoring chunk (bounds memory at chunk x items floats; small chunks keep
+#: their scratch arrays in the CPU caches).
+EVAL_CHUNK = 64
 
 
 @dataclass
@@ -181,7 +183,8 @@ class Learner:
             self._info_changed.add(row)
             cat = doc.get("category")
             if cat:
-                self.item_category[row] = int(self.categories.add([cat])[0])
+                c = self.categories.get(cat)
+                self.item_category[row] = int(self.categories.add([cat])[0]) if c is None else c
 
     # --- evaluation --------------------------------------------------------------------------
     def _evaluate(self, ev: np.ndarray, u: np.ndarray, truth: np.ndarray,
@@ -193,29 +196,44 @@ class Learner:
         s = self.settings
         n_items = len(self.items)
         users = u[ev]
-        items = self.model.item_vectors(n_items)
+        items_t = self.model.item_vectors(n_items).T
         pos = np.empty(len(u), dtype=np.int64)
         pos[order] = np.arange(len(u))
         sorted_items = i[order]
-        tops = []
+        # Items each evaluated user consumed earlier in this batch, as (event, item) pairs.
+        n_extra = occ[ev]
+        extra_rows = np.repeat(np.arange(len(ev)), n_extra)
+        first = np.repeat(pos[ev] - n_extra, n_extra)
+        offset = np.arange(len(extra_rows)) - np.repeat(np.cumsum(n_extra) - n_extra, n_extra)
+        extra_cols = sorted_items[first + offset]
+        seen = self.seen.items
+        lists = [seen.get(x, ()) for x in users.tolist()]
+        tops: list[np.ndarray] = []
+        pops: list[np.ndarray] = []
         for start in range(0, len(ev), EVAL_CHUNK):
-            sl = slice(start, start + EVAL_CHUNK)
-            chunk, rows = users[sl], prev_rows[ev[sl]]
-            mf = self.model.user_vectors(chunk) @ items.T
+            stop = min(start + EVAL_CHUNK, len(ev))
+            chunk, rows = users[start:stop], prev_rows[ev[start:stop]]
+            mf = self.model.user_vectors(chunk) @ items_t
             nb_ids, nb_w = self.neighbours.normalised(rows, now)
-            i2i = item2item_dense(recency_weights(rows, s.recency_decay), nb_ids, nb_w, n_items)
-            excluded = self.seen.mask(chunk, n_items)
-            for b, e in enumerate(ev[sl].tolist()):
-                if occ[e]:
-                    excluded[b, sorted_items[pos[e] - occ[e]:pos[e]]] = True
-            tops.append(blend_dense(mf, i2i, excluded, s.blend, s.candidates, k))
+            part = lists[start:stop]
+            lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
+            cols = np.fromiter(chain.from_iterable(part), dtype=np.int64, count=int(lengths.sum()))
+            in_chunk = (extra_rows >= start) & (extra_rows < stop)
+            ex_rows = np.concatenate([np.repeat(np.arange(len(part)), lengths),
+                                      extra_rows[in_chunk] - start])
+            ex_cols = np.concatenate([cols, extra_cols[in_chunk]])
+            keep = ex_cols < n_items
+            ex_rows, ex_cols = ex_rows[keep], ex_cols[keep]
+            tops.append(blend_sparse(mf, recency_weights(rows, s.recency_decay), nb_ids, nb_w,
+                                     ex_rows, ex_cols, s.blend, s.candidates, k))
+            # The baseline: popularity's top, long enough to hold k items the user has not seen.
+            most_excluded = int(np.bincount(ex_rows, minlength=1).max())
+            pop_top, _ = self.popularity.top(k + most_excluded)
+            pops.append(popularity_hits_pairs(pop_top, truth[start:stop], ex_rows, ex_cols, k,
+                                              n_items))
         top = np.concatenate(tops)
         hits = ((top == truth[:, None]).any(1) & (truth >= 0)).astype(np.int8)
-        pop_top, _ = self.popularity.top(k + 2 * s.recent_items + 50)
-        extra = {b: sorted_items[pos[e] - occ[e]:pos[e]].tolist()
-                 for b, e in enumerate(ev.tolist()) if occ[e]}
-        pop = popularity_hits(pop_top, users, truth, self.seen, k, extra)
-        self.tracker.record(hits, pop, self.events)
+        self.tracker.record(hits, np.concatenate(pops), self.events)
         return len(ev)
 
     def recommend_rows(self, users: np.ndarray, k: int, now: float) -> np.ndarray:
