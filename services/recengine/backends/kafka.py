@@ -47,6 +47,20 @@ def topic_of(url: BackendURL, default: str) -> str:
     return url.path.strip("/") or default
 
 
+class _Offsets:
+    """A lazy view of (partition, offset) by index over the messages of one poll."""
+
+    def __init__(self, msgs: list) -> None:
+        self.msgs = msgs
+
+    def __len__(self) -> int:
+        return len(self.msgs)
+
+    def __getitem__(self, n: int) -> tuple[int, int]:
+        m = self.msgs[n]
+        return m.partition(), m.offset()
+
+
 class KafkaEventSource(EventSource):
     """A consumer-group member reading the events topic in batches."""
 
@@ -74,7 +88,7 @@ class KafkaEventSource(EventSource):
             **(extra or {}),
         })
         self._next: dict[int, int] = {}  # partition -> next offset to apply
-        self.last_offsets: list[tuple[int, int]] = []  # (partition, offset) of the last poll
+        self._polled: list = []  # the messages of the last poll
         self._restored: dict[int, int] = {}
         self.on_revoke: Callable[[], None] | None = None
         self.consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
@@ -107,18 +121,28 @@ class KafkaEventSource(EventSource):
     # --- EventSource ---------------------------------------------------------------------------
     def poll(self, max_records: int, timeout_s: float) -> list[bytes]:
         msgs = self.consumer.consume(num_messages=max_records, timeout=timeout_s)
-        out: list[bytes] = []
-        self.last_offsets = []
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
+        if any(m.error() is not None for m in msgs):
+            for m in msgs:
+                err = m.error()
+                if err is not None and err.code() != KafkaError._PARTITION_EOF:
                     self._log_error(err)
-                continue
-            out.append(m.value() or b"")
-            self.last_offsets.append((m.partition(), m.offset()))
-            self._next[m.partition()] = m.offset() + 1
-        return out
+            msgs = [m for m in msgs if m.error() is None]
+        self._polled = msgs
+        # The next offset of each partition: its last message in this batch, plus one.
+        seen: set[int] = set()
+        for m in reversed(msgs):
+            p = m.partition()
+            if p not in seen:
+                seen.add(p)
+                self._next[p] = m.offset() + 1
+                if len(seen) == len(self._next):
+                    break
+        return [m.value() or b"" for m in msgs]
+
+    @property
+    def last_offsets(self) -> _Offsets:
+        """(partition, offset) of each record of the last poll, by index."""
+        return _Offsets(self._polled)
 
     def _log_error(self, err: KafkaError) -> None:
         now = time.monotonic()
