@@ -26,7 +26,8 @@ def configure(settings: kopf.OperatorSettings, config: Config, logger: logging.L
         prefix=ANNOTATION_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
-    settings.watching.server_timeout = config.watch_timeout_s
+    # The API server parses timeoutSeconds as an integer: "300.0" is a 400.
+    settings.watching.server_timeout = int(config.watch_timeout_s)
     settings.watching.client_timeout = config.watch_timeout_s + 30
     settings.posting.level = logging.INFO
 
