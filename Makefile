@@ -30,10 +30,13 @@ demo: venv
 lint: venv
 	$(BIN)/ruff check services operator bench tests tools
 
-# Installs (once, cached under ~/.cache/recengine) the real servers the integration tests
-# start: Kafka, FerretDB, Redis, Graphite + statsd. See tools/infra/README.md.
+# Installs (once, cached under ~/.cache/recengine) the real servers the tests start: Kafka,
+# FerretDB, Redis, Graphite + statsd (tools/infra/README.md), helm and kubectl, and the
+# Kubernetes control plane built from the Go module proxy (20-30 min cold, seconds warm).
 infra:
 	bash tools/infra/install.sh all
+	bash tools/k8s/install-helm.sh
+	bash tools/k8s/control-plane.sh
 
 test: venv lint infra
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
