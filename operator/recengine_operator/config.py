@@ -16,9 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from recengine.config import parse_url
 from recengine.errors import ConfigError
 
 ENV_PREFIX = "RECENGINE_OPERATOR_"
+#: Settings read from the variable the recengine services read too (no ``OPERATOR_``).
+SHARED_ENV = {"metrics_url": "RECENGINE_METRICS_URL"}
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,17 @@ class Config:
     """Liveness endpoint kopf serves when started as ``python -m recengine_operator``, e.g.
     ``http://0.0.0.0:8080/healthz``; empty: none."""
 
+    metrics_url: str = "off"
+    """Where the operator sends its statsd metrics (``statsd://host:8125``; ``off``: nowhere).
+    Read from ``RECENGINE_METRICS_URL``, the variable every recengine service reads."""
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         """The configuration from ``RECENGINE_OPERATOR_<FIELD>`` variables (defaults otherwise)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            key = ENV_PREFIX + f.name.upper()
+            key = SHARED_ENV.get(f.name, ENV_PREFIX + f.name.upper())
             if key in env:
                 values[f.name] = _coerce(key, f.name, env[key].strip())
         cfg = cls(**values)
@@ -88,6 +95,7 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"operator configuration: {message}")
+        parse_url("metrics", self.metrics_url)  # ConfigError naming the URL if it is bad
 
 
 def _coerce(key: str, name: str, raw: str) -> Any:

@@ -1,4 +1,4 @@
-"""``recengine`` command line: trainer, index, api, generate, eval, demo.
+"""``recengine`` command line: trainer, index, api, generate, eval, dashboards, demo.
 
 Every setting of :class:`recengine.config.Settings` is also a flag (``--batch-size 4096``) and
 an environment variable (``RECENGINE_BATCH_SIZE``); flags win. A bad setting, URL or file stops
@@ -123,6 +123,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args, _overrides(args))
 
 
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    from recengine import dashboards
+
+    boards = dashboards.load(args.dashboards)
+    if not boards:
+        raise ConfigError(f"no dashboards (*.json) in {args.dashboards}")
+    try:
+        if args.action == "render":
+            if not args.out:
+                raise ConfigError("dashboards render needs --out DIR")
+            written = dashboards.render(args.out, args.graphite, args.from_, boards)
+            for path in written:
+                print(path)
+            return 0
+        empty = dashboards.check(args.graphite, args.from_, boards)
+    except (OSError, RuntimeError, ValueError) as exc:  # graphite-web unreachable or refusing
+        raise RecEngineError(f"graphite {args.graphite}: {exc}") from None
+    for board, panel, target in empty:
+        print(f"{board} / {panel}: no data for {target}")
+    return 1 if empty else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recengine", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO")
@@ -166,6 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(p)
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("dashboards", help="draw the Grafana dashboards' panels through "
+                       "graphite-web (render), or list their targets without data (check)")
+    p.add_argument("action", choices=("render", "check"))
+    p.add_argument("--out", default=None, help="render: directory for the PNG files")
+    p.add_argument("--graphite", default=os.environ.get("RECENGINE_GRAPHITE_URL",
+                                                        "http://127.0.0.1:8080"),
+                   help="graphite-web base URL (default $RECENGINE_GRAPHITE_URL or "
+                        "http://127.0.0.1:8080)")
+    p.add_argument("--from", dest="from_", default="-15min",
+                   help="start of the time range, in graphite's syntax (default -15min)")
+    p.add_argument("--dashboards", default=None,
+                   help="directory of dashboard JSON files (default: the built-in ones, as in "
+                        "charts/recengine/dashboards/)")
+    p.set_defaults(func=cmd_dashboards)
+
     p = sub.add_parser("demo", help="the whole engine on this machine, no servers needed")
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=7)
@@ -179,7 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Graphite times start with a dash (--from -15min), which argparse takes for an option.
+    for n in range(len(argv) - 1):
+        if argv[n] == "--from" and argv[n + 1].startswith("-"):
+            argv[n:n + 2] = [f"--from={argv[n + 1]}", ""]
+    args = parser.parse_args([a for a in argv if a != ""])
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

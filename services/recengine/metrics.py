@@ -1,17 +1,32 @@
 """statsd metrics named ``recengine.<service>.<metric>``, never blocking or failing a caller.
 
-statsd is UDP: a send to a host that is down is dropped by the kernel, not waited for. Any
-error while sending (DNS, socket) is swallowed after being counted, because metrics must never
-take a request or a training step down with them.
+Every name a service sends is listed in :mod:`recengine.metric_names` (the docs and the
+dashboards are generated from there, and a test checks the calls against it).
+
+statsd is UDP: a send to a host that is down is dropped by the kernel, not waited for, and the
+socket is non-blocking, so a full send buffer drops the packet too. A host name is resolved in
+a background thread (retried until it resolves; metrics sent before are dropped), so a missing
+DNS entry neither delays nor fails start-up. Any error while sending is swallowed after being
+counted in ``dropped``, because metrics must never take a request or a training step down
+with them.
 """
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from recengine.config import BackendURL
+
+#: Seconds between two sends of a held gauge: under statsd's flushInterval (10 s in the
+#: chart), so a statsd with ``deleteIdleStats`` never drops a gauge that is still true.
+HOLD_INTERVAL_S = 5.0
+#: Seconds between two attempts to resolve the statsd host name.
+RESOLVE_RETRY_S = 10.0
 
 
 class Metrics:
@@ -27,6 +42,10 @@ class Metrics:
     def gauge(self, name: str, value: float) -> None:
         """Set a gauge."""
 
+    def hold(self, name: str, value: float) -> None:
+        """Set a gauge and keep sending it every few seconds until it is held at another
+        value (for a state that changes rarely, such as the version an index pod serves)."""
+
     def timing(self, name: str, ms: float) -> None:
         """Record a duration in milliseconds."""
 
@@ -38,30 +57,89 @@ class Metrics:
         finally:
             self.timing(name, (time.perf_counter() - t0) * 1000.0)
 
+    def close(self) -> None:
+        """Stop background sends (held gauges)."""
+
 
 class StatsdMetrics(Metrics):
     """Metrics sent with the ``statsd`` client to ``statsd://host:port``."""
 
-    def __init__(self, service: str, host: str, port: int) -> None:
+    def __init__(self, service: str, host: str, port: int, *,
+                 hold_interval_s: float = HOLD_INTERVAL_S,
+                 resolve_retry_s: float = RESOLVE_RETRY_S) -> None:
         super().__init__(service)
+        self.host, self.port = host, port
+        self.prefix = f"recengine.{service}"
+        self.hold_interval_s = hold_interval_s
+        self.resolve_retry_s = resolve_retry_s
+        self.client: Any = None  # a statsd.StatsClient once the host is resolved
+        self._held: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._beating = False
+        if not self._connect(numeric_only=True):
+            threading.Thread(target=self._resolve, name="statsd-resolve", daemon=True).start()
+
+    def _connect(self, numeric_only: bool = False) -> bool:
         import statsd
 
-        self.client = statsd.StatsClient(host, port, prefix=f"recengine.{service}")
-
-    def _safe(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
         try:
-            fn(*args)
+            family, _, _, _, addr = socket.getaddrinfo(
+                self.host, self.port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0,
+                socket.AI_NUMERICHOST if numeric_only else 0)[0]
+            client = statsd.StatsClient(addr[0], addr[1], prefix=self.prefix,
+                                        ipv6=family == socket.AF_INET6)
+        except (OSError, UnicodeError, IndexError):
+            return False
+        sock = getattr(client, "_sock", None)
+        if sock is not None:
+            sock.setblocking(False)  # a full buffer drops the packet (the client ignores it)
+        self.client = client
+        return True
+
+    def _resolve(self) -> None:
+        while not self._stop.is_set():
+            if self._connect():
+                return
+            self._stop.wait(self.resolve_retry_s)
+
+    def _safe(self, method: str, *args: Any) -> None:
+        client = self.client
+        if client is None:
+            self.dropped += 1
+            return
+        try:
+            getattr(client, method)(*args)
         except Exception:  # metrics must never fail the caller
             self.dropped += 1
 
     def incr(self, name: str, count: int = 1) -> None:
-        self._safe(self.client.incr, name, count)
+        self._safe("incr", name, count)
 
     def gauge(self, name: str, value: float) -> None:
-        self._safe(self.client.gauge, name, value)
+        self._safe("gauge", name, value)
+
+    def hold(self, name: str, value: float) -> None:
+        with self._lock:
+            self._held[name] = value
+            start = not self._beating
+            self._beating = True
+        self.gauge(name, value)
+        if start:
+            threading.Thread(target=self._beat, name="statsd-hold", daemon=True).start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.hold_interval_s):
+            with self._lock:
+                held = list(self._held.items())
+            for name, value in held:
+                self.gauge(name, value)
 
     def timing(self, name: str, ms: float) -> None:
-        self._safe(self.client.timing, name, ms)
+        self._safe("timing", name, ms)
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def open_metrics(url: BackendURL, service: str) -> Metrics:

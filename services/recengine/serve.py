@@ -16,9 +16,31 @@ import requests
 from recengine.config import ENV_PREFIX, Settings
 
 APPS = {"index": "recengine.index.app:app", "api": "recengine.api.app:app"}
-#: Threads per gunicorn worker. More than one selects the gthread worker, which keeps client
-#: connections alive (the sync worker closes each one); the API mostly waits on the index.
-THREADS = {"index": 2, "api": 4}
+#: Threads per gunicorn worker. One (the default for both services) runs
+#: :class:`recengine.gunicorn_conf.InlineWorker`: keep-alive connections as with gthread, each
+#: request handled on the worker's only thread; more than one runs gunicorn's gthread worker.
+#:
+#: Why, measured with ``bench/serving.py`` on 2 cores (the load generator included):
+#:
+#: * Workers: one process per core for each service (``--workers 2`` on 2 cores). The request
+#:   path is Python holding the GIL except inside faiss, so a process uses one core at most;
+#:   fewer processes leave a core idle, more only take turns on the same cores.
+#: * One thread: a gthread request crosses threads twice (poller -> pool -> poller), each a
+#:   GIL hand-over and a context switch; measured 21 context switches per /recommend across
+#:   the two services with gthread (index 2 threads, API 4) against 3.5 inline, and 1,450 us
+#:   of CPU per request against 1,050. At 100k items with 2 clients: p50 1.1 ms and 1,630
+#:   requests/s inline against 1.6-2.3 ms and 750-970 requests/s with gthread.
+#: * The price: a worker serves one request at a time, so an API worker waits out its index
+#:   call; concurrency is the number of workers. For an API that should absorb a slow index
+#:   without queueing, run more API workers (they are small) or ``--threads 4`` (gthread).
+#: * Clients: closed-loop load with one client per core (2) keeps each core busy with one
+#:   request chain; one client leaves a core idle while its request is on the other, and more
+#:   clients than cores only queue (p99 grows, requests/s does not).
+#: * TCP, not a Unix socket, between API and index: the index pods are elsewhere in a
+#:   cluster, and on this machine a loopback TCP round trip costs 15 us against 10 us over a
+#:   Unix socket, well under 1% of a request.
+THREADS = {"index": 1, "api": 1}
+INLINE_WORKER = "recengine.gunicorn_conf.InlineWorker"
 
 
 def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -36,11 +58,14 @@ def gunicorn_argv(service: str, bind: str, workers: int, threads: int | None = N
                   timeout_s: int = 60) -> list[str]:
     threads = threads or THREADS[service]
     exe = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or "gunicorn"
+    # No --access-logfile unless asked for: with any access log set, even /dev/null, gunicorn
+    # formats a line per request (measured: 70-100 us of CPU per request in each service).
+    access = ["--access-logfile", "-"] if os.environ.get("RECENGINE_ACCESS_LOG") else []
+    worker_class = INLINE_WORKER if threads == 1 else "gthread"
     return [exe, APPS[service], "--config", "python:recengine.gunicorn_conf",
-            "--bind", bind, "--workers", str(workers),
+            "--bind", bind, "--workers", str(workers), "--worker-class", worker_class,
             "--threads", str(threads), "--timeout", str(timeout_s), "--graceful-timeout", "10",
-            "--access-logfile", "-" if os.environ.get("RECENGINE_ACCESS_LOG") else "/dev/null",
-            "--log-level", "warning", "--name", f"recengine-{service}"]
+            *access, "--log-level", "warning", "--name", f"recengine-{service}"]
 
 
 def free_port() -> int:

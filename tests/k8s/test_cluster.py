@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.k8s import ROOT, ControlPlane
 
 from recengine.artifacts import FileArtifactStore
 from recengine.versions import build_blobs
-from support.k8s import ROOT, ControlPlane
 
 pytestmark = pytest.mark.k8s
 

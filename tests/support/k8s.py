@@ -7,6 +7,7 @@ version listed in ``unready_versions``, which stay unready forever (a rollout th
 becomes ready). kubectl and helm come from ``tools/k8s/install-helm.sh``.
 """
 
+# ruff: noqa: E501  (kwok's stage templates below are YAML whose flow lines run long)
 from __future__ import annotations
 
 import json
@@ -193,7 +194,8 @@ class ControlPlane:
         stages = STAGES.replace("UNREADY", ", ".join(f"'{v}'" for v in self.unready_versions))
         (d / "kwok.yaml").write_text(stages)
         self._run("kwok", [str(bin_dir / "kwok"), kc, "--manage-all-nodes=true",
-                           f"--config={d / 'kwok.yaml'}", f"--server-address=127.0.0.1:{free_port()}"])
+                           f"--config={d / 'kwok.yaml'}",
+                           f"--server-address=127.0.0.1:{free_port()}"])
         self.kubectl("apply", "-f", "-", stdin=json.dumps({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "kwok-node-0", "labels": {"type": "kwok"},

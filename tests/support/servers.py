@@ -896,7 +896,9 @@ class GraphiteServer(Server):
 
     ``url`` is graphite-web's base URL (``http://127.0.0.1:18080``); ``statsd_url`` is
     ``statsd://127.0.0.1:18125`` (UDP). Carbon keeps 1 s points for an hour, and statsd
-    flushes every second, so a counter shows up in :meth:`render` within ~2 s.
+    flushes every second, so a counter shows up in :meth:`render` within ~2 s. Timers get
+    ``upper_50`` / ``upper_90`` / ``upper_99`` (statsd ``percentThreshold``, as the dashboards
+    expect).
     """
 
     name = "graphite"
@@ -1096,6 +1098,7 @@ class GraphiteServer(Server):
                   graphiteHost: "{HOST}",
                   graphitePort: {p["carbon_line"]},
                   graphite: {{ legacyNamespace: true }},
+                  percentThreshold: [50, 90, 99],
                   deleteIdleStats: false
                 }}
                 """

@@ -18,6 +18,7 @@ from recengine.errors import RecEngineError
 from recengine_operator.artifacts import store_address
 from recengine_operator.handlers.runtime import Runtime
 from recengine_operator.kube import api_message
+from recengine_operator.metrics import record
 from recengine_operator.reconcile import Catalog, Plan, needs_catalog, plan, with_problem
 from recengine_operator.spec import EngineSpec, InvalidSpec, parse_spec
 
@@ -28,7 +29,8 @@ def reconcile(runtime: Runtime, namespace: str, name: str, logger: logging.Logge
         obj = runtime.kube.get_recengine(namespace, name)
         if obj is None or obj.get("metadata", {}).get("deletionTimestamp"):
             return  # gone or going: deleting a RecEngine leaves the Deployment as it is
-        _reconcile(runtime, namespace, obj, logger, now or datetime.now(UTC))
+        with runtime.metrics.timer("reconcile_ms"):
+            _reconcile(runtime, namespace, obj, logger, now or datetime.now(UTC))
 
 
 def _reconcile(runtime: Runtime, namespace: str, obj: dict[str, Any], logger: logging.Logger,
@@ -81,6 +83,7 @@ def _reconcile(runtime: Runtime, namespace: str, obj: dict[str, Any], logger: lo
     patch = result.status_patch(status)
     if patch and not runtime.kube.patch_recengine_status(namespace, name, patch):
         return  # deleted meanwhile
+    record(runtime.metrics, namespace, name, status, result, now)
     for event in result.events:
         logger.log(logging.WARNING if event.type == "Warning" else logging.INFO,
                    "%s: %s", event.reason, event.message)

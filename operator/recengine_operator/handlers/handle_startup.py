@@ -10,6 +10,7 @@ import kopf
 from recengine_operator.config import Config
 from recengine_operator.handlers.runtime import Runtime
 from recengine_operator.kube import Kube, api_client
+from recengine_operator.metrics import open_operator_metrics
 
 #: kopf puts this finalizer on every RecEngine because the reconciliation timer needs it
 #: (kopf stops a resource's timers before letting it go). It guards no cleanup of ours: on
@@ -45,4 +46,5 @@ def configure(settings: kopf.OperatorSettings, config: Config, logger: logging.L
 
 def build_runtime(config: Config) -> Runtime:
     """The runtime shared by every handler (API client from in-cluster or KUBECONFIG)."""
-    return Runtime(config=config, kube=Kube(api_client(), config.api_timeout_s))
+    return Runtime(config=config, kube=Kube(api_client(), config.api_timeout_s),
+                   metrics=open_operator_metrics(config))

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from recengine.metrics import Metrics
 from recengine_operator.artifacts import Catalogs
 from recengine_operator.config import Config
 from recengine_operator.kube import Kube, post_event
@@ -20,6 +21,8 @@ class Runtime:
     catalogs: Catalogs = field(default_factory=Catalogs)
     post_event: Callable[[dict, Event], None] = post_event
     """Posts a Kubernetes Event on a RecEngine (through kopf's event queue)."""
+    metrics: Metrics = field(default_factory=lambda: Metrics("operator"))
+    """statsd metrics (``recengine.operator.*``); no-op unless ``metrics_url`` is set."""
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 

@@ -223,4 +223,6 @@ class Recommender:
         if degraded:
             out["degraded"] = sorted(set(degraded))
             self.metrics.incr("degraded")
+            for part in out["degraded"]:
+                self.metrics.incr(f"degraded_by.{part}")
         return out

@@ -22,6 +22,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
+import socket
 import threading
 import time
 
@@ -47,6 +49,12 @@ from recengine.wsgi import LazyApp
 
 log = logging.getLogger("recengine.index")
 MAX_BATCH = 256
+
+
+def pod_name() -> str:
+    """This pod's name as one statsd path node: the hostname (a pod's name in Kubernetes),
+    with characters statsd or Graphite would split on or drop replaced by ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "unknown"
 
 
 class IndexState:
@@ -77,8 +85,10 @@ class IndexState:
                     time.sleep(1.0)
             self.searcher = Searcher(version)
             self.error = None
-            self.metrics.gauge("version", version.number)
-            self.metrics.gauge("items", len(version.item_ids))
+            # Held: re-sent every few seconds, so a statsd that drops idle gauges keeps them.
+            self.metrics.hold("version", version.number)
+            self.metrics.hold(f"version_by_pod.{pod_name()}", version.number)
+            self.metrics.hold("items", len(version.item_ids))
             self.metrics.timing("load_ms", (time.perf_counter() - t0) * 1000)
             log.info("serving embedding version %d (%d items)", version.number,
                      len(version.item_ids))

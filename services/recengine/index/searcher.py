@@ -60,23 +60,43 @@ class Searcher:
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
         ids = self.v.item_ids
-        return [Hit(ids[r], float(s)) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+        return [Hit(ids[r], s) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+
+    def hit_dicts(self, rows: np.ndarray, scores: np.ndarray) -> list[dict]:
+        """``[{"item_id", "score"}, ...]``: the wire form of hits."""
+        ids = self.v.item_ids
+        return [{"item_id": ids[r], "score": s}
+                for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
 
     def search(self, vector: np.ndarray, k: int, exclude: Sequence[str] = (),
                recent: Sequence[str] = ()) -> list[Hit]:
         """Top-k for a query vector ``[p_u * w, 1]``, blended with the recent items' neighbours
         when ``recent`` (newest first) is given; ``exclude`` ids never appear."""
-        excl = frozenset(self.rows(exclude, strict=False))
-        recent_rows = self.rows(recent, strict=False)
+        return self._hits(*self.search_rows(vector, k, exclude, recent))
+
+    def search_rows(self, vector: np.ndarray, k: int, exclude: Sequence[str] = (),
+                    recent: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` as item rows and float32 scores, best first."""
+        rows = self.v.rows
+        excl = {rows[i] for i in exclude if i in rows}
+        recent_rows = [rows[i] for i in recent if i in rows]
         mf = self._mf_candidates(vector, self.candidates + len(excl))
+        mf = mf[mf >= 0]
+        if excl:
+            # Exclusion here, in one vectorised comparison against the (few) excluded rows:
+            # blend_candidates then gets candidates and neighbours with nothing to exclude,
+            # which ranks exactly as passing ``exclude`` to it, without two np.isin calls.
+            ex = np.fromiter(excl, dtype=mf.dtype, count=len(excl))
+            mf = mf[(mf[:, None] != ex).all(axis=1)]
         if not recent_rows:
-            mf = np.asarray([r for r in mf.tolist() if r >= 0 and r not in excl][:k])
-            scores = (vector.reshape(1, -1) @ self.v.vectors[mf].T)[0] if len(mf) else mf
-            return self._hits(mf, np.asarray(scores, dtype=np.float32))
+            mf = mf[:k]
+            scores = (vector.reshape(1, -1).astype(np.float32) @ self.v.vectors[mf].T)[0]
+            return mf, np.asarray(scores, dtype=np.float32)
         i2i_ids, i2i_scores = self._i2i(recent_rows)
-        rows, scores = blend_candidates(mf, i2i_ids, i2i_scores, self.blend, self.candidates, k,
-                                        excl)
-        return self._hits(rows, scores)
+        if excl and len(i2i_ids):
+            keep = (i2i_ids[:, None] != ex.astype(i2i_ids.dtype)).all(axis=1)
+            i2i_ids, i2i_scores = i2i_ids[keep], i2i_scores[keep]
+        return blend_candidates(mf, i2i_ids, i2i_scores, self.blend, self.candidates, k)
 
     def similar(self, item_ids: Sequence[str], k: int, exclude: Sequence[str] = ()) -> list[Hit]:
         """Items like the given ones (first = strongest): their co-occurrence neighbours,

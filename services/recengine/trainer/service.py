@@ -65,6 +65,7 @@ class Trainer:
         self._cache_down = False
         self._since_publish = 0
         self._since_checkpoint = 0
+        self._neighbour_pairs = 0
         now = time.monotonic()
         self._last_flush = self._last_checkpoint = self._last_publish = now
 
@@ -206,12 +207,25 @@ class Trainer:
         new_meta = {lr.items.id(r): doc for r, doc in lr.new_item_info().items()}
         if new_meta:
             self._cache_write(lambda: self.cache.put_items(new_meta))
+        self._gauges()
+        return len(dirty)
+
+    def _gauges(self) -> None:
+        """The trainer's state as gauges, sent at every flush (so they never go idle)."""
+        lr = self.learner
         rolling, pop = lr.tracker.rolling()
         self.metrics.gauge("recall_at_k", rolling)
         self.metrics.gauge("popularity_recall_at_k", pop)
         self.metrics.gauge("users", len(lr.users))
         self.metrics.gauge("items", len(lr.items))
-        return len(dirty)
+        self.metrics.gauge("sketch_size", len(lr.popularity.overall))
+        self.metrics.gauge("sketch_categories", len(lr.popularity.by_category))
+        if lr.last_ts > 0:
+            self.metrics.gauge("freshness_s", max(0.0, time.time() - lr.last_ts))
+        if self.c.last_version:
+            self.metrics.gauge("version", self.c.last_version)
+        if self._neighbour_pairs:  # known once this run published
+            self.metrics.gauge("neighbour_pairs", self._neighbour_pairs)
 
     def _cache_write(self, action: Callable[[], object]) -> None:
         """The cache is losable (the user store is the durable copy): a cache outage is
@@ -261,6 +275,7 @@ class Trainer:
         lr = self.learner
         n = len(lr.items)
         nb_ids, nb_w = lr.neighbours.table(n, lr.last_ts)
+        self._neighbour_pairs = int(np.count_nonzero(nb_ids >= 0))
         rolling, pop = lr.tracker.rolling()
         quality = {f"recall_at_{lr.tracker.k}": rolling,
                    f"popularity_recall_at_{lr.tracker.k}": pop,
@@ -284,6 +299,7 @@ class Trainer:
         self.metrics.timing("publish_ms", (time.perf_counter() - t0) * 1000)
         self.metrics.incr("versions_published")
         self.metrics.gauge("version", number)
+        self.metrics.gauge("neighbour_pairs", self._neighbour_pairs)
         log.info("published embedding version %d (%d items, recall@%d %.4f vs popularity %.4f)",
                  number, n, lr.tracker.k, rolling, pop)
         return number
