@@ -11,6 +11,7 @@ import argparse
 import collections
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -29,6 +30,10 @@ from recengine.trainer.run import build_trainer
 def _say(quiet: bool, *parts: Any) -> None:
     if not quiet:
         print(*parts, file=sys.stderr, flush=True)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -118,6 +123,8 @@ def run_demo(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
                     f"{result['versions_published']} versions published, "
                     f"{result['rejected']} malformed events in {settings.dlq_url}")
         if args.serve:
+            # SIGTERM (e.g. from a process manager) stops the services like Ctrl-C does.
+            signal.signal(signal.SIGTERM, _interrupt)
             _say(quiet, f"\nAPI on {api}  (try {api}/recommend?user_id={known_user})  "
                         f"index on http://127.0.0.1:{index_port}; Ctrl-C stops")
             try:
