@@ -215,3 +215,38 @@ def test_deleting_the_recengine_leaves_nothing_it_created(cluster, engine) -> No
     after = set(cluster.kubectl("get", "all", "-n", ns, "-o", "name").split())
     assert after <= before  # nothing new; the Deployment belongs to the chart and stays
     assert "deployment.apps/movies-index" in after
+
+
+@pytest.mark.parametrize("scenario", ["default", "production", "recengine"])
+def test_helm_install_creates_valid_objects_on_the_api_server(cluster, scenario) -> None:
+    """Every object of the chart is accepted by a real API server (schemas, CRDs, RBAC) and
+    kwok runs its pods; helm uninstall removes them again."""
+    ns = cluster.namespace()
+    cluster.kubectl("apply", "-f", str(ROOT / "charts/recengine/crds"))
+    if scenario == "production":
+        cluster.kubectl("create", "secret", "generic", "movies-backends", "-n", ns,
+                        "--from-literal=RECENGINE_ARTIFACTS_URL=mongodb://mongo:27017/r")
+    values = ROOT / f"charts/recengine/ci/{scenario}-values.yaml"
+    # The test cluster has no storage provisioner: a PersistentVolumeClaim would stay Pending.
+    cluster.helm("install", "rec", str(ROOT / "charts/recengine"), "-n", ns, "-f",
+                 str(values), "--set", "persistence.enabled=false", "--skip-crds",
+                 "--timeout", "120s")
+    manifest = cluster.helm("get", "manifest", "rec", "-n", ns).stdout
+    kinds = [doc.split("kind: ", 1)[1].split("\n", 1)[0].strip()
+             for doc in manifest.split("\n---") if "\nkind: " in f"\n{doc}"]
+    assert {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding"} <= set(kinds)
+    names = cluster.kubectl("get", "deployments", "-n", ns, "-o", "name").split()
+    assert len(names) >= 4  # trainer, index, api, operator (+ graphite/grafana when enabled)
+
+    def all_available() -> bool:
+        out = json.loads(cluster.kubectl("get", "deployments", "-n", ns, "-o", "json"))
+        return all(d.get("status", {}).get("availableReplicas", 0)
+                   == d["spec"].get("replicas", 1) for d in out["items"])
+
+    wait_for(all_available, "every Deployment available (kwok runs the pods)", 120)
+    if scenario == "recengine":
+        assert cluster.kubectl("get", "recengines", "-n", ns, "-o", "name").strip()
+    cluster.helm("uninstall", "rec", "-n", ns, "--wait", "--timeout", "120s")
+    left = cluster.kubectl("get", "deployments,services,configmaps,secrets,roles", "-n", ns,
+                           "-l", "app.kubernetes.io/instance=rec", "-o", "name")
+    assert left.strip() == ""
