@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--bind", default=f"0.0.0.0:{port}")
         p.add_argument("--workers", type=int, default=2)
         p.add_argument("--threads", type=int, default=None,
-                       help="threads per worker (default: index 2, api 4)")
+                       help="threads per worker (default 1: the inline worker; more selects "
+                       "gunicorn's gthread worker)")
         _settings_flags(p)
         p.set_defaults(func=cmd_serve, service=service)
 

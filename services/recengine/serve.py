@@ -33,9 +33,12 @@ APPS = {"index": "recengine.index.app:app", "api": "recengine.api.app:app"}
 #: * The price: a worker serves one request at a time, so an API worker waits out its index
 #:   call; concurrency is the number of workers. For an API that should absorb a slow index
 #:   without queueing, run more API workers (they are small) or ``--threads 4`` (gthread).
-#: * Clients: closed-loop load with one client per core (2) keeps each core busy with one
-#:   request chain; one client leaves a core idle while its request is on the other, and more
-#:   clients than cores only queue (p99 grows, requests/s does not).
+#: * Clients (``bench/serving.py --clients``): one closed-loop client per free core. At 100k
+#:   items, 1 client: p50 1.08 ms, 866 requests/s; 2: p50 1.1 ms, 1,634/s; 3: p50 1.7 ms,
+#:   1,636/s (the cores are full: more clients only queue). When other programs hold a
+#:   core, 2 clients share the one left: at 1M items with about 1 core taken, 2 clients gave
+#:   p50 3.0-3.4 ms, p99 11-15 ms, 480-525/s and 1 client p50 1.8-1.9 ms, p99 3.7-5.3 ms,
+#:   460-505/s; with 0.7 cores taken, 2 clients gave p50 2.3 ms, p99 10 ms, 690/s.
 #: * TCP, not a Unix socket, between API and index: the index pods are elsewhere in a
 #:   cluster, and on this machine a loopback TCP round trip costs 15 us against 10 us over a
 #:   Unix socket, well under 1% of a request.
