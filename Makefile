@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell (cat pyproject.toml; pwd) | sha256sum | cut 
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint unit venv infra bench clean
+.PHONY: demo test lint unit venv infra chart images bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,10 +36,18 @@ lint: venv
 infra:
 	bash tools/infra/install.sh all
 	bash tools/k8s/install-helm.sh
+	bash tools/k8s/images.sh setup
 	bash tools/k8s/control-plane.sh
 
 test: venv lint infra
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chart: venv
+	bash tools/k8s/install-helm.sh
+	$(BIN)/python -m pytest -m chart tests/k8s $(PYTEST_ARGS)
+
+images: venv
+	$(BIN)/python -m pytest -m images tests/k8s $(PYTEST_ARGS)
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -159,10 +159,10 @@ def test_existing_secret_replaces_the_charts_backends_secret(rendered):
     assert config["RECENGINE_BATCH_SIZE"] == "4096"
 
 
-def test_statsd_sidecar_in_api_index_and_trainer_pods_only_when_enabled(rendered):
+def test_statsd_sidecar_in_every_recengine_pod_only_when_enabled(rendered):
     for scenario, expected in (("default-values.yaml", True), ("minimal-values.yaml", False)):
         deployments = by_kind(rendered[scenario], "Deployment")
-        for role in ("api", "index", "trainer"):
+        for role in ("api", "index", "trainer", "operator"):
             names = [c["name"] for c in
                      deployments[f"rel-recengine-{role}"]["spec"]["template"]["spec"]["containers"]]
             assert ("statsd" in names) is expected, (scenario, role)
@@ -208,6 +208,7 @@ def test_operator_watches_its_namespace_through_its_peering(rendered):
     env = {e["name"]: e for e in operator["containers"][0]["env"]}
     assert env["WATCH_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     assert env["KOPF_RUN_PEERING"]["value"] == "rel-recengine"
+    assert env["RECENGINE_METRICS_URL"]["value"] == "statsd://127.0.0.1:8125"
     assert "rel-recengine" in by_kind(docs, "KopfPeering")
     assert operator["serviceAccountName"] == "rel-recengine-operator"
 
@@ -446,7 +447,7 @@ def test_crd_status_is_open_but_documented(crd):
     status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert status["x-kubernetes-preserve-unknown-fields"] is True
     assert {"currentVersion", "targetVersion", "lastGoodVersion", "phase", "conditions",
-            "history", "observedGeneration", "message"} <= set(status["properties"])
+            "history", "observedGeneration"} <= set(status["properties"])
 
 
 def test_kopf_peering_crd_is_namespaced():

@@ -1,4 +1,4 @@
-"""The manifests in operator/deploy agree with the code: names, defaults, status fields."""
+"""The CRD and the manifests in operator/deploy agree with the code: names, defaults, status."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import yaml
 from recengine_operator import spec as sp
 from recengine_operator import status as st
 
-DEPLOY = Path(__file__).resolve().parents[2] / "operator" / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "operator" / "deploy"
+#: The one CRD: the chart installs it; operator/deploy holds only RBAC, peering and an example.
+CRD = ROOT / "charts" / "recengine" / "crds" / "recengine.io_recengines.yaml"
 
 
 @pytest.fixture(scope="module")
 def crd() -> dict:
-    return yaml.safe_load((DEPLOY / "crd.yaml").read_text())
+    return yaml.safe_load(CRD.read_text())
 
 
 def schema(crd: dict) -> dict:
@@ -57,10 +60,12 @@ def test_crd_defaults_are_the_operators_defaults(crd):
     assert gate["minEvaluated"]["default"] == defaults.min_evaluated
 
 
-def test_kubectl_get_shows_version_phase_and_age(crd):
+def test_kubectl_get_shows_policy_versions_phase_and_age(crd):
     (version,) = crd["spec"]["versions"]
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert columns["Version"] == ".status.currentVersion"
+    assert columns["Policy"] == ".spec.embedding.policy"
+    assert columns["Current"] == ".status.currentVersion"
+    assert columns["Target"] == ".status.targetVersion"
     assert columns["Phase"] == ".status.phase"
     assert columns["Age"] == ".metadata.creationTimestamp"
 
