@@ -80,13 +80,14 @@ class Operator:
         self.cluster, self.ns, self.log = cluster, ns, log
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> Operator:
+    def start(self, *mode: str) -> Operator:
         env = {**self.cluster.env(), "RECENGINE_OPERATOR_INTERVAL_S": "1",
                "RECENGINE_OPERATOR_IDLE_S": "0"}
         out = open(self.log, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "-m", "recengine_operator", "--standalone",
-             "--namespace", self.ns], env=env, stdout=out, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "kopf", "run", "-m", "recengine_operator",
+             *(mode or ("--standalone",)), "--namespace", self.ns], env=env, stdout=out,
+            stderr=subprocess.STDOUT)
         return self
 
     def kill(self) -> None:
@@ -250,3 +251,34 @@ def test_helm_install_creates_valid_objects_on_the_api_server(cluster, scenario)
     left = cluster.kubectl("get", "deployments,services,configmaps,secrets,roles", "-n", ns,
                            "-l", "app.kubernetes.io/instance=rec", "-o", "name")
     assert left.strip() == ""
+
+
+def test_two_peered_operators_never_act_at_once(cluster, tmp_path) -> None:
+    """kopf peering: of two replicas only the one with the higher priority acts; when it dies
+    the other takes over."""
+    cluster.kubectl("apply", "-f", str(ROOT / "charts/recengine/crds"))
+    ns = cluster.namespace()
+    cluster.kubectl("apply", "-f", "-", stdin=index_deployment(ns))
+    cluster.kubectl("apply", "-n", ns, "-f", "-", stdin=json.dumps(
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "recengine"}}))
+    store = FileArtifactStore(tmp_path / "artifacts")
+    high = Operator(cluster, ns, tmp_path / "high.log").start("--peering", "recengine",
+                                                               "--priority", "100")
+    low = Operator(cluster, ns, tmp_path / "low.log").start("--peering", "recengine",
+                                                             "--priority", "10")
+    try:
+        publish(store, 0.2)
+        cluster.kubectl("apply", "-f", "-", stdin=recengine(ns, store.root))
+        wait_for(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1", 120)
+        publish(store, 0.21)
+        wait_for(lambda: status(cluster, ns).get("currentVersion") == 2, "version 2", 120)
+        events = json.loads(cluster.kubectl("get", "events", "-n", ns, "-o", "json"))["items"]
+        started = [e for e in events if e["involvedObject"]["kind"] == "RecEngine"
+                   and "2" in e.get("message", "") and e.get("reason") == "RollingOut"]
+        assert sum(e.get("count", 1) for e in started) == 1, started
+        high.kill()  # the acting replica dies: the other one takes over
+        publish(store, 0.22)
+        wait_for(lambda: status(cluster, ns).get("currentVersion") == 3, "version 3", 180)
+    finally:
+        high.stop()
+        low.stop()
