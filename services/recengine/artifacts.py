@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from recengine.config import BackendURL
 from recengine.errors import ArtifactError, ConfigError
 
 _VERSION_DIR = re.compile(r"^(\d{9})$")
+#: An index pod renews its serving mark every few minutes; a mark older than this is from a
+#: pod that is gone, and no longer keeps its version from being pruned.
+SERVING_MARK_TTL_S = 3600.0
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{12})\.bin$")
 
 
@@ -56,6 +60,14 @@ class ArtifactStore(ABC):
     @abstractmethod
     def delete_version(self, version: int) -> None: ...
 
+    @abstractmethod
+    def mark_serving(self, holder: str, version: int) -> None:
+        """Record that ``holder`` (an index pod) serves ``version`` now (a heartbeat)."""
+
+    @abstractmethod
+    def serving_marks(self) -> dict[str, tuple[int, float]]:
+        """holder -> (version, when it last said so, epoch seconds)."""
+
     def close(self) -> None:
         """Release connections (nothing to do for files)."""
 
@@ -68,11 +80,21 @@ class ArtifactStore(ABC):
         for seq in self.checkpoints()[:-keep]:
             self.delete_checkpoint(seq)
 
+    def serving(self, max_age_s: float = SERVING_MARK_TTL_S) -> set[int]:
+        """Versions some index pod said it serves within the last ``max_age_s`` seconds."""
+        now = time.time()
+        return {v for v, at in self.serving_marks().values() if now - at <= max_age_s}
+
     def prune_versions(self, keep: int,
                        protect: set[int] | frozenset[int] = frozenset()) -> list[int]:
-        """Delete all but the newest ``keep`` versions, never one in ``protect``."""
+        """Delete all but the newest ``keep`` versions, never one in ``protect`` and never one
+        an index pod serves (see :meth:`mark_serving`)."""
         removed = []
-        for v in self.versions()[:-keep]:
+        old = self.versions()[:-keep]
+        if not old:
+            return removed
+        protect = set(protect) | self.serving()
+        for v in old:
             if v not in protect:
                 self.delete_version(v)
                 removed.append(v)
@@ -164,6 +186,28 @@ class FileArtifactStore(ArtifactStore):
 
     def delete_version(self, version: int) -> None:
         shutil.rmtree(self.ver_dir / f"{version:09d}", ignore_errors=True)
+
+    def mark_serving(self, holder: str, version: int) -> None:
+        marks = self.ver_dir / ".serving"
+        marks.mkdir(exist_ok=True)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", holder)
+        fd, tmp = tempfile.mkstemp(dir=marks, prefix=".tmp-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"holder": holder, "version": int(version), "at": time.time()}, fh)
+        os.replace(tmp, marks / f"{safe}.json")
+
+    def serving_marks(self) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        marks = self.ver_dir / ".serving"
+        if not marks.is_dir():
+            return out
+        for p in marks.glob("*.json"):
+            try:
+                doc = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue  # a mark being replaced; the next renewal brings it back
+            out[doc["holder"]] = (int(doc["version"]), float(doc["at"]))
+        return out
 
 
 def open_artifact_store(url: BackendURL, name: str = "recengine") -> ArtifactStore:

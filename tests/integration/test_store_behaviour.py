@@ -157,3 +157,23 @@ class TestArtifactStore:
         assert artifacts.latest_checkpoint() == (3, b"\x03" * 1000)
         artifacts.prune_checkpoints(2)
         assert artifacts.checkpoints() == [2, 3]
+
+
+class TestServingMarks:
+    def test_a_version_an_index_pod_serves_is_never_pruned(self, artifacts) -> None:
+        for s in range(5):
+            artifacts.publish(*_blobs(seed=s))
+        artifacts.mark_serving("index-pod-a", 1)
+        artifacts.mark_serving("index-pod-b", 2)
+        artifacts.mark_serving("index-pod-b", 3)  # pod b moved on from 2 to 3
+        assert artifacts.serving() == {1, 3}
+        assert artifacts.prune_versions(1) == [2, 4]
+        assert artifacts.versions() == [1, 3, 5]
+
+    def test_a_stale_mark_protects_nothing(self, artifacts) -> None:
+        for s in range(3):
+            artifacts.publish(*_blobs(seed=s))
+        artifacts.mark_serving("gone-pod", 1)
+        assert artifacts.serving(max_age_s=-1) == set()
+        marks = artifacts.serving_marks()
+        assert marks["gone-pod"][0] == 1

@@ -88,3 +88,11 @@ def test_openapi_document_is_served(services) -> None:
     doc = requests.get(f"{services.api}/openapi.json", timeout=5).json()
     assert doc["openapi"].startswith("3.")
     assert "/recommend" in doc["paths"] and "/events" in doc["paths"]
+
+
+def test_the_index_marks_the_version_it_serves_so_pruning_keeps_it(services, engine) -> None:
+    from recengine.artifacts import FileArtifactStore
+
+    store = FileArtifactStore(engine.data_dir / "artifacts")
+    served = requests.get(f"{services.index}/version", timeout=5).json()["version"]
+    assert served in store.serving()

@@ -121,6 +121,7 @@ class GridFSArtifactStore(ArtifactStore):
         self.fs = gridfs.GridFSBucket(db, bucket_name=f"{name}_artifacts")
         self.files = db[f"{name}_artifacts.files"]
         self.versions_coll = db[f"{name}_versions"]
+        self.serving_coll = db[f"{name}_serving"]
         self.host = url.host
 
     def _wrap(self, exc: PyMongoError) -> BackendUnavailable:
@@ -229,6 +230,21 @@ class GridFSArtifactStore(ArtifactStore):
                                        {"_id": 1}):
                 self.fs.delete(doc["_id"])
             self.versions_coll.delete_one({"_id": version})
+        except PyMongoError as exc:
+            raise self._wrap(exc) from None
+
+    def mark_serving(self, holder: str, version: int) -> None:
+        try:
+            self.serving_coll.delete_one({"_id": holder})
+            self.serving_coll.insert_one({"_id": holder, "version": int(version),
+                                          "at": time.time()})
+        except PyMongoError as exc:
+            raise self._wrap(exc) from None
+
+    def serving_marks(self) -> dict[str, tuple[int, float]]:
+        try:
+            return {d["_id"]: (int(d["version"]), float(d["at"]))
+                    for d in self.serving_coll.find({})}
         except PyMongoError as exc:
             raise self._wrap(exc) from None
 

@@ -31,7 +31,7 @@ import faiss
 import falcon
 import numpy as np
 
-from recengine.artifacts import open_artifact_store
+from recengine.artifacts import ArtifactStore, open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
 from recengine.httputil import (
@@ -57,6 +57,10 @@ def pod_name() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "unknown"
 
 
+#: How often an index pod renews its serving mark in the artifact store.
+SERVING_MARK_RENEW_S = 300.0
+
+
 class IndexState:
     """The loaded version (or why it is not loaded yet)."""
 
@@ -66,6 +70,7 @@ class IndexState:
         self.searcher: Searcher | None = None
         self.error: str | None = None
         self.loading = False
+        self._stop_marking = threading.Event()
 
     def load(self, wait: bool = True) -> bool:
         """Load the configured version; with ``wait``, poll until it exists and verifies."""
@@ -92,9 +97,28 @@ class IndexState:
             self.metrics.timing("load_ms", (time.perf_counter() - t0) * 1000)
             log.info("serving embedding version %d (%d items)", version.number,
                      len(version.item_ids))
+            self._mark_serving(store, version.number)
             return True
         finally:
             self.loading = False
+
+    def _mark_serving(self, store: ArtifactStore, number: int) -> None:
+        """Tell the trainer's pruning that this pod serves ``number``, now and every few
+        minutes while it lives (a mark is honoured for SERVING_MARK_TTL_S)."""
+        holder = socket.gethostname()
+
+        def renew() -> None:
+            while True:
+                try:
+                    store.mark_serving(holder, number)
+                except (RecEngineError, OSError) as exc:
+                    log.warning("could not mark version %d as served: %s", number, exc)
+                if self._stop_marking.wait(SERVING_MARK_RENEW_S):
+                    return
+
+        self._stop_marking.set()  # a previous version's renewer stops
+        self._stop_marking = threading.Event()
+        threading.Thread(target=renew, name="serving-mark", daemon=True).start()
 
     def start(self) -> None:
         """Load now if the version is there; else keep polling for it in the background."""
