@@ -258,12 +258,13 @@ def _strip_column(col: list, slow: np.ndarray, limit: int) -> list[str]:
     return out
 
 
-def _patch(col: list, ok: np.ndarray, slow: np.ndarray, placeholder: object) -> None:
-    """Mark the rows that are not ``ok`` slow and put a harmless placeholder in them."""
+def _patch(col: list, ok: np.ndarray, slow: np.ndarray, filler: object) -> None:
+    """Send the rows that are not ``ok`` down the slow path, with a harmless value in their
+    place so the vectorised checks of the other columns can run over every row."""
     bad = np.flatnonzero(~ok)
     slow[bad] = True
     for r in bad.tolist():
-        col[r] = placeholder
+        col[r] = filler
 
 
 def _not_none(col: list) -> list[int]:
