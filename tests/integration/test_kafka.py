@@ -192,3 +192,31 @@ def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(kafka, tmp_pat
     assert (counters["applied"], counters["rejected"]) == (len(good), len(bad))
     total, _ = _count(kafka.bootstrap_servers, s.dlq_topic)
     assert total == len(bad)
+
+
+def test_a_poll_records_the_next_offset_of_every_partition_it_read(kafka, tmp_path) -> None:
+    """The checkpoint position must name every partition a batch came from, or a restart
+    would read those partitions again (found by the kill -9 test)."""
+    from recengine.sources import open_source
+
+    name = f"pos{uuid.uuid4().hex[:6]}"
+    s = _settings(kafka.url, tmp_path, name)
+    create_topics(s, partitions=3)
+    raw = [json.dumps({"user_id": f"u{n}", "item_id": "i", "ts": 1.7e9}) for n in range(300)]
+    _produce(kafka.bootstrap_servers, s.events_topic, raw)
+    source = open_source(s)
+    try:
+        got: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while len(got) < 300 and time.monotonic() < deadline:
+            got += source.poll(1000, 1.0)
+        offsets = source.position()["offsets"]
+    finally:
+        source.close()
+    _, records = _count(kafka.bootstrap_servers, s.events_topic)
+    per_partition: dict[int, int] = {}
+    for m in records:
+        per_partition[m.partition()] = max(per_partition.get(m.partition(), -1), m.offset())
+    assert {int(p): o for p, o in offsets.items()} == {p: o + 1 for p, o in
+                                                       per_partition.items()}
+    assert len(per_partition) == 3

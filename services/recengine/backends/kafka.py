@@ -128,15 +128,11 @@ class KafkaEventSource(EventSource):
                     self._log_error(err)
             msgs = [m for m in msgs if m.error() is None]
         self._polled = msgs
-        # The next offset of each partition: its last message in this batch, plus one.
-        seen: set[int] = set()
-        for m in reversed(msgs):
-            p = m.partition()
-            if p not in seen:
-                seen.add(p)
-                self._next[p] = m.offset() + 1
-                if len(seen) == len(self._next):
-                    break
+        # The next offset of each partition: its last message in this batch, plus one (the
+        # dict keeps the last offset seen per partition).
+        last = {m.partition(): m.offset() for m in msgs}
+        for p, o in last.items():
+            self._next[p] = o + 1
         return [m.value() or b"" for m in msgs]
 
     @property
