@@ -17,13 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import compress, repeat
+from typing import Annotated
 
+import msgspec
 import numpy as np
-
-try:  # a fast JSON parser for the trainer's hot path; the standard library decides the rest
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - orjson is a dependency, but stay correct without it
-    _fast_loads = json.loads
 
 MAX_ID_LENGTH = 256
 MAX_TYPE_LENGTH = 64
@@ -235,78 +232,51 @@ class EventBatch:
                            count=len(self.kinds))
 
 
-#: A line the fast JSON parser refused: it takes the exact (standard library) path.
-_UNPARSED = object()
-_EMPTY: dict = {}
-_NUMBER_TYPES = frozenset((int, float))  # not bool: True is no time
+class _Wire(msgspec.Struct, gc=False):
+    """What the fast path accepts: a JSON object whose event fields have the right JSON types
+    (unknown fields ignored, the last of duplicate keys wins, as ``json.loads``). A line it
+    refuses is not rejected: it takes the exact path, :func:`parse_json`, which gives the
+    reason (or accepts it, e.g. a time written as an ISO-8601 string)."""
+
+    user_id: str | int
+    item_id: str | int
+    ts: float
+    event: Annotated[str, msgspec.Meta(max_length=MAX_TYPE_LENGTH)] = "view"
+    category: Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)] | None = None
+    metadata: dict | None = None
 
 
-def _only(values: list, kind: type) -> bool:
-    return set(map(type, values)) == {kind} if values else True
+_WIRE = msgspec.json.Decoder(_Wire)
+#: Stands in for a line the fast path refused, so the column passes can run over every row.
+_FILLER = _Wire("-", "-", 0.0)
+_GET = {name: operator.attrgetter(name) for name in _Wire.__struct_fields__}
 
 
-def _strip_column(col: list, slow: np.ndarray, limit: int) -> list[str]:
-    """Stripped strings of a column; rows with a non-string, an empty or a too long value are
-    marked slow (the exact validator decides them)."""
+def _id_column(col: list, slow: np.ndarray) -> list[str]:
+    """Stripped string ids of a column (integers become strings); rows whose id is empty or
+    too long once stripped are marked slow (the exact validator decides them)."""
     n = len(col)
-    if not _only(col, str):
-        _patch(col, np.fromiter(map(isinstance, col, repeat(str)), dtype=bool, count=n), slow,
-               "-")
+    if set(map(type, col)) != {str}:
+        col = list(map(str, col))
     out = list(map(str.strip, col))
     lengths = np.fromiter(map(len, out), dtype=np.int64, count=n)
-    slow |= (lengths == 0) | (lengths > limit)
+    slow |= (lengths == 0) | (lengths > MAX_ID_LENGTH)
     return out
 
 
-def _patch(col: list, ok: np.ndarray, slow: np.ndarray, filler: object) -> None:
-    """Send the rows that are not ``ok`` down the slow path, with a harmless value in their
-    place so the vectorised checks of the other columns can run over every row."""
-    bad = np.flatnonzero(~ok)
-    slow[bad] = True
-    for r in bad.tolist():
-        col[r] = filler
-
-
-def _not_none(col: list) -> list[int]:
-    return np.flatnonzero(np.fromiter(map(operator.is_not, col, repeat(None)), dtype=bool,
-                                      count=len(col))).tolist()
-
-
-_FIELDS = ("user_id", "item_id", "event", "ts", "category", "metadata")
-
-
-def _fields(raws: Sequence[bytes | str], slow: np.ndarray) -> list[list]:
-    """The raw values of the event fields of each line, as columns; lines that are not JSON
-    objects are marked slow (their fields read as missing)."""
-    n = len(raws)
-    docs: list = []
-    append = docs.append
-    loads = _fast_loads
-    for raw in raws:
-        try:
-            append(loads(raw))
-        except ValueError:  # orjson.JSONDecodeError, json.JSONDecodeError, UnicodeDecodeError
-            append(_UNPARSED)
-    if not _only(docs, dict):
-        _patch(docs, np.fromiter(map(isinstance, docs, repeat(dict)), dtype=bool, count=n),
-               slow, _EMPTY)
-    get = dict.get
-    return [list(map(get, docs, repeat(name), repeat("view" if name == "event" else None)))
-            for name in _FIELDS]
-
-
 #: Lines decoded per column pass: the parsed objects of one chunk stay in the CPU caches.
-DECODE_CHUNK = 1024
+DECODE_CHUNK = 2048
 
 
 def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected]]:
     """Decode and validate JSON lines straight into a batch's columns.
 
-    The same events, values and reject reasons as :func:`parse_json` per line, without an
-    :class:`Event` per line: a fast parser (orjson when installed) reads the lines, the schema is
-    checked a column at a time, and only a line that fails a check (or that the fast parser
-    refuses) goes through :func:`parse_json`, which decides it exactly. (One difference: an
-    integer beyond 64 bits inside ``metadata`` is kept as a float.)
+    The same events, values and reject reasons as :func:`parse_json` per line, without a dict
+    or an :class:`Event` per line: msgspec decodes each line into a small typed struct (one C
+    call that also checks the JSON types), the rest of the schema is checked a column at a
+    time, and only a line that fails a check goes through :func:`parse_json`, which decides it
+    exactly. Each line is decoded on its own, so one line can never borrow or lend text to
+    another (a stream decoder would read ``{"a":`` and ``1}`` on two lines as one value).
     """
     if len(raws) <= DECODE_CHUNK:
         return _decode_chunk(raws, 0)
@@ -326,47 +296,42 @@ def decode_jsonl(raws: Sequence[bytes | str]) -> tuple[EventBatch, list[Rejected
 def _decode_chunk(raws: Sequence[bytes | str], base: int) -> tuple[EventBatch, list[Rejected]]:
     """:func:`decode_jsonl` of ``raws``, which start at position ``base`` of the polled batch."""
     n = len(raws)
+    wires: list[_Wire] = []
+    refused: list[int] = []
+    lines = iter(raws)
+    while True:  # a C-level loop, resumed after each refused line
+        try:
+            wires.extend(map(_WIRE.decode, lines))
+            break
+        except msgspec.DecodeError:  # ValidationError included; the line was consumed
+            refused.append(len(wires))
+            wires.append(_FILLER)
     slow = np.zeros(n, dtype=bool)
-    user_col, item_col, kinds, ts_col, categories, metadata = _fields(raws, slow)
-    users = _strip_column(user_col, slow, MAX_ID_LENGTH)
-    items = _strip_column(item_col, slow, MAX_ID_LENGTH)
+    slow[refused] = True
+    users = _id_column(list(map(_GET["user_id"], wires)), slow)
+    items = _id_column(list(map(_GET["item_id"], wires)), slow)
 
-    if not _only(kinds, str):
-        _patch(kinds, np.fromiter(map(isinstance, kinds, repeat(str)), dtype=bool, count=n),
-               slow, "view")
+    kinds = list(map(_GET["event"], wires))
     stripped = {k: k.strip() for k in set(kinds)}  # a handful of distinct types
-    bad = {k for k, s in stripped.items() if not s or len(k) > MAX_TYPE_LENGTH}
-    if bad:
-        slow |= np.fromiter(map(bad.__contains__, kinds), dtype=bool, count=n)
+    if not all(stripped.values()):
+        empty = {k for k, s in stripped.items() if not s}
+        slow |= np.fromiter(map(empty.__contains__, kinds), dtype=bool, count=n)
     if any(k != s for k, s in stripped.items()):
         kinds = list(map(stripped.__getitem__, kinds))
 
-    types = set(map(type, ts_col))
-    if not types <= _NUMBER_TYPES:
-        _patch(ts_col, np.fromiter(map(_NUMBER_TYPES.__contains__, map(type, ts_col)),
-                                   dtype=bool, count=n), slow, 0.0)
-    try:
-        ts = np.array(ts_col, dtype=np.float64) if n else np.zeros(0)
-    except OverflowError:  # an integer too large for a float: the exact path says why
-        ts = np.zeros(n)
-        slow[:] = True
+    ts = np.fromiter(map(_GET["ts"], wires), dtype=np.float64, count=n)
     slow |= ~np.isfinite(ts) | (ts < 0)
     ts = np.where(ts > 1e11, ts / 1000.0, ts)  # milliseconds by mistake, as parse_ts
 
-    cat_rows = _not_none(categories)
-    for r in cat_rows:
-        c = categories[r]
-        if not isinstance(c, str) or len(c) > MAX_ID_LENGTH:
-            slow[r] = True
-        elif not c:
-            categories[r] = None
-    meta_rows = _not_none(metadata)
-    for r in meta_rows:
-        m = metadata[r]
-        if not isinstance(m, dict):
-            slow[r] = True
-        elif not m:
-            metadata[r] = None
+    categories = list(map(_GET["category"], wires))
+    metadata = list(map(_GET["metadata"], wires))
+    described = np.flatnonzero(
+        np.fromiter(map(operator.is_not, categories, repeat(None)), dtype=bool, count=n)
+        | np.fromiter(map(operator.is_not, metadata, repeat(None)), dtype=bool, count=n)
+    ).tolist()
+    for r in described:  # "" and {} describe nothing
+        categories[r] = categories[r] or None
+        metadata[r] = metadata[r] or None
 
     rejected: list[Rejected] = []
     slow_rows = np.flatnonzero(slow).tolist()
@@ -381,7 +346,7 @@ def _decode_chunk(raws: Sequence[bytes | str], base: int) -> tuple[EventBatch, l
         categories[r], metadata[r] = e.category, e.metadata
 
     info: dict[str, dict] = {}
-    for r in sorted({*cat_rows, *meta_rows, *slow_rows}):
+    for r in sorted({*described, *slow_rows}):  # in order: the last description wins
         if slow[r]:
             continue
         cat, meta = categories[r], metadata[r]

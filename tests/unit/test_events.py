@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Iterator
 
@@ -230,3 +231,54 @@ def test_column_decoder_agrees_with_the_line_parser() -> None:
     assert batch.item_info == EventBatch.from_events(expected_good).item_info
     assert [(r.raw, r.reason) for r in rejected] == expected_bad
     assert len(rejected) == len(MALFORMED_JSON)
+
+
+def _random_line(rng: random.Random, n: int) -> bytes:
+    """A JSON line that is valid, subtly invalid, or not a single JSON value at all."""
+    values = {
+        "user_id": [f"u{n}", f" u{n} ", n, "", "  ", True, 1.5, None, "x" * 257,
+                    " " + "y" * 256, ["u"], 2**70],
+        "item_id": [f"i{n % 50}", n % 50, "", {"id": 1}],
+        "event": ["view", "click", " buy ", "", "  ", 3, "e" * 65, None],
+        "ts": [1700000000 + n, 1700000000.5, 1700000000123, "1700000000", "2024-01-01T00:00:00Z",
+               "soon", -1, True, None, [1], 1e400, 2**80],
+        "category": ["books", "", None, 7, "c" * 257],
+        "metadata": [{"title": "Dune", "n": 2**70}, {}, None, "x", [1]],
+    }
+    doc = {}
+    for key, choices in values.items():
+        if rng.random() < 0.9:
+            # Mostly valid values, so whole batches take the fast path most of the time.
+            doc[key] = choices[0] if rng.random() < 0.7 else rng.choice(choices)
+    line = json.dumps(doc).encode()
+    shape = rng.random()
+    if shape < 0.04:
+        return line[: rng.randint(0, len(line))]  # truncated
+    if shape < 0.06:
+        return line + b" " + line  # two values on one line
+    if shape < 0.08:
+        return b"[" + line + b"]"
+    if shape < 0.09:
+        return line.replace(b"1700000000", b"NaN", 1)
+    if shape < 0.10:
+        return line.replace(b'"', b'"\xff', 1)  # not UTF-8
+    if shape < 0.11:
+        return line[:-1] + b', "user_id": "dup"}' if line.endswith(b"}") else line
+    return line
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_column_decoder_agrees_with_the_line_parser_on_random_lines(seed: int) -> None:
+    rng = random.Random(seed)
+    raws = [_random_line(rng, n) for n in range(3000)]
+    batch, rejected = decode_jsonl(raws)
+    expected_good, expected_bad = [], []
+    for n, raw in enumerate(raws):
+        try:
+            expected_good.append(parse_json(raw))
+        except EventError as exc:
+            expected_bad.append((raw, str(exc), n))
+    assert list(batch) == expected_good
+    assert batch.item_info == EventBatch.from_events(expected_good).item_info
+    assert [(r.raw, r.reason, r.index) for r in rejected] == expected_bad
+    assert expected_good and expected_bad
