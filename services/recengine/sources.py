@@ -75,6 +75,7 @@ class FileEventSource(EventSource):
         self._fh = self.path.open("rb")
         self._offset = 0
         self._eof = False
+        self._line_bytes = 256.0  # running mean line length, to size block reads
 
     def poll(self, max_records: int, timeout_s: float) -> list[bytes]:
         deadline = time.monotonic() + timeout_s
@@ -85,44 +86,44 @@ class FileEventSource(EventSource):
             time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
 
     def _read(self, max_records: int) -> list[bytes]:
-        """Up to ``max_records`` complete lines from the offset on, read in blocks and split in
-        C (no Python step per line unless a block holds blank lines, ``\r`` or a CSV header)."""
+        """Up to ``max_records`` complete lines from the offset on, read in blocks sized from
+        the lines seen so far and split in C (no Python step per line unless a block holds
+        blank lines, ``\r`` or a CSV header)."""
         fh = self._fh
         fh.seek(self._offset)
-        block_size = min(4 << 20, max(64 << 10, max_records * 256))
         out: list[bytes] = []
         pending = b""  # an incomplete line carried to the next block
         while len(out) < max_records:
-            block = fh.read(block_size)
+            want = max_records - len(out)
+            block = fh.read(min(4 << 20, max(4096, int(want * self._line_bytes * 1.05))))
             if not block:
                 self._eof = True
                 if pending and not self.follow:  # a last line without newline, file finished
                     self._offset += len(pending)
-                    out += self._clean([pending], pending)
+                    out += self._clean([pending], pending, len(pending))
                 return out
             data = pending + block if pending else block
             cut = data.rfind(b"\n") + 1
             pending = data[cut:]
             if cut == 0:
                 continue  # no line ends in this block yet (a very long line)
-            text = data[:cut]
-            lines = text.split(b"\n")
+            lines = data[:cut].split(b"\n")
             lines.pop()  # the empty string after the last newline
-            want = max_records - len(out)
+            used = cut
             if len(lines) > want:
                 lines = lines[:want]
                 used = sum(map(len, lines)) + want
-                self._offset += used
-                out += self._clean(lines, text[:used])
-                return out
-            self._offset += cut
-            out += self._clean(lines, text)
+                pending = b""
+                fh.seek(self._offset + used)  # blank lines dropped: the loop may read on
+            self._line_bytes = 0.8 * self._line_bytes + 0.2 * used / len(lines)
+            self._offset += used
+            out += self._clean(lines, data, used)
         return out
 
-    def _clean(self, lines: list[bytes], text: bytes) -> list[bytes]:
-        """``lines`` (split from ``text``) without their ``\r``, with blank lines and CSV
-        headers dropped."""
-        if b"\r" in text:
+    def _clean(self, lines: list[bytes], data: bytes, used: int) -> list[bytes]:
+        """``lines`` (split from ``data[:used]``) without their ``\r``, with blank lines and
+        CSV headers dropped."""
+        if data.find(b"\r", 0, used) >= 0:
             lines = [line.rstrip(b"\r") for line in lines]
         lines = list(filter(None, lines))
         # A line that is blank but not empty starts with whitespace, a byte <= b" ": if the

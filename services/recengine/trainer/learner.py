@@ -175,11 +175,15 @@ class Learner:
         if not batch.item_info:
             return
         get = self.items.get
+        known = self.item_info
         for item_id, doc in batch.item_info.items():
             row = get(item_id)
             if row is None:
                 continue
-            self.item_info[row] = {**self.item_info.get(row, {}), **doc}
+            old = known.get(row)
+            if old is not None and old.items() >= doc.items():
+                continue  # nothing new: most events repeat what their item already has
+            known[row] = {**(old or {}), **doc}
             self._info_changed.add(row)
             cat = doc.get("category")
             if cat:
