@@ -32,6 +32,9 @@ class UserRecord:
     events: int = 0
     recent: list[tuple[str, float]] = field(default_factory=list)
     updated: float = 0.0
+    row: int = -1
+    """The user's row in the model's embedding table when the record was written (-1:
+    unknown); rows are never reused, so it identifies the user's vector across versions."""
 
 
 class UserStore(ABC):
@@ -64,7 +67,11 @@ class SQLiteUserStore(UserStore):
         conn = self._conn()
         conn.execute(
             "CREATE TABLE IF NOT EXISTS users (user_id TEXT PRIMARY KEY, vector BLOB NOT NULL,"
-            " events INTEGER NOT NULL, recent TEXT NOT NULL, updated REAL NOT NULL)")
+            " events INTEGER NOT NULL, recent TEXT NOT NULL, updated REAL NOT NULL,"
+            " row INTEGER NOT NULL DEFAULT -1)")
+        columns = {c[1] for c in conn.execute("PRAGMA table_info(users)")}
+        if "row" not in columns:  # a store written before users had a row
+            conn.execute("ALTER TABLE users ADD COLUMN row INTEGER NOT NULL DEFAULT -1")
         conn.commit()
 
     def _conn(self) -> sqlite3.Connection:
@@ -81,11 +88,12 @@ class SQLiteUserStore(UserStore):
             return
         conn = self._conn()
         conn.executemany(
-            "INSERT INTO users (user_id, vector, events, recent, updated) VALUES (?,?,?,?,?)"
-            " ON CONFLICT(user_id) DO UPDATE SET vector=excluded.vector, events=excluded.events,"
-            " recent=excluded.recent, updated=excluded.updated",
+            "INSERT INTO users (user_id, vector, events, recent, updated, row)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(user_id) DO UPDATE SET vector=excluded.vector,"
+            " events=excluded.events, recent=excluded.recent, updated=excluded.updated,"
+            " row=excluded.row",
             [(r.user_id, np.asarray(r.vector, dtype=np.float32).tobytes(), int(r.events),
-              json.dumps(r.recent), float(r.updated)) for r in records])
+              json.dumps(r.recent), float(r.updated), int(r.row)) for r in records])
         conn.commit()
 
     def get_many(self, user_ids: Sequence[str]) -> dict[str, UserRecord]:
@@ -97,11 +105,11 @@ class SQLiteUserStore(UserStore):
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             rows = conn.execute(
-                "SELECT user_id, vector, events, recent, updated FROM users WHERE user_id IN "
-                f"({','.join('?' * len(chunk))})", chunk).fetchall()
-            for uid, vec, events, recent, updated in rows:
+                "SELECT user_id, vector, events, recent, updated, row FROM users WHERE user_id"
+                f" IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            for uid, vec, events, recent, updated, row in rows:
                 out[uid] = UserRecord(uid, np.frombuffer(vec, dtype=np.float32), events,
-                                      [tuple(x) for x in json.loads(recent)], updated)
+                                      [tuple(x) for x in json.loads(recent)], updated, row)
         return out
 
     def count(self) -> int:

@@ -65,7 +65,8 @@ def artifacts(request: pytest.FixtureRequest, tmp_path) -> Iterator[ArtifactStor
 def _record(uid: str, seed: int = 0) -> UserRecord:
     rng = np.random.default_rng(seed)
     return UserRecord(uid, rng.normal(size=65).astype(np.float32), events=seed + 1,
-                      recent=[(f"i{seed}", 1.7e9 + seed), ("i0", 1.7e9)], updated=time.time())
+                      recent=[(f"i{seed}", 1.7e9 + seed), ("i0", 1.7e9)], updated=time.time(),
+                      row=seed)
 
 
 class TestUserStore:
@@ -78,6 +79,7 @@ class TestUserStore:
             want = records[int(uid[1:])]
             np.testing.assert_array_equal(rec.vector, want.vector)
             assert rec.recent == want.recent and rec.events == want.events
+            assert rec.row == want.row and rec.updated == want.updated
         assert user_store.count() == 300
 
     def test_upsert_replaces_an_existing_user(self, user_store) -> None:
@@ -96,6 +98,7 @@ class TestCache:
         assert got is not None
         np.testing.assert_array_equal(got.vector, rec.vector)
         assert got.recent == rec.recent
+        assert (got.events, got.row) == (rec.events, rec.row)
         assert cache.get_user("nobody") is None
 
     def test_popular_lists_overall_and_per_category_are_replaced_whole(self, cache) -> None:

@@ -41,6 +41,7 @@ def test_recommend_for_a_known_user_excludes_their_recent_items(services, engine
     from recengine.stores import open_user_store
 
     record = open_user_store(services.settings.url("users")).get(engine.known_user)
+    assert record is not None and record.row >= 0 and record.events > 0
     recent = {i for i, _ in record.recent}
     assert recent and not recent & {x["item_id"] for x in body["items"]}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,8 @@ from recengine.stores import (
 def _record(user_id: str, seed: int = 0, recent: int = 3) -> UserRecord:
     vector = np.random.default_rng(seed).normal(size=9).astype(np.float32)
     return UserRecord(user_id, vector, events=seed + 1,
-                      recent=[(f"i{n}", 1000.0 - n) for n in range(recent)], updated=42.5)
+                      recent=[(f"i{n}", 1000.0 - n) for n in range(recent)], updated=42.5,
+                      row=seed)
 
 
 def test_sqlite_store_round_trips_vectors_and_recent_items(tmp_path: Path) -> None:
@@ -35,9 +37,23 @@ def test_sqlite_store_round_trips_vectors_and_recent_items(tmp_path: Path) -> No
     np.testing.assert_array_equal(u1.vector, _record("u1", 1).vector)  # bit for bit
     assert u1.vector.dtype == np.float32
     assert u1.recent == [("i0", 1000.0), ("i1", 999.0), ("i2", 998.0)]  # newest first
-    assert (u1.events, u1.updated) == (2, 42.5)
+    assert (u1.events, u1.updated, u1.row) == (2, 42.5, 1)
     assert got["u2"].recent == []
     assert store.count() == 2
+
+
+def test_sqlite_store_written_before_users_had_a_row_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "users.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (user_id TEXT PRIMARY KEY, vector BLOB NOT NULL,"
+                     " events INTEGER NOT NULL, recent TEXT NOT NULL, updated REAL NOT NULL)")
+        conn.execute("INSERT INTO users VALUES ('old', ?, 3, '[]', 1.0)",
+                     (np.ones(4, dtype=np.float32).tobytes(),))
+    store = SQLiteUserStore(path)
+    old = store.get("old")
+    assert old is not None and (old.events, old.row) == (3, -1)
+    store.upsert([_record("new", 5)])
+    assert store.get("new").row == 5  # type: ignore[union-attr]
 
 
 def test_sqlite_upsert_replaces_a_users_record(tmp_path: Path) -> None:

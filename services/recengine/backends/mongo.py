@@ -44,8 +44,11 @@ def connect(url: BackendURL, timeout_ms: int = WRITE_TIMEOUT_MS) -> tuple[MongoC
 
 
 class MongoUserStore(UserStore):
-    """One document per user: ``{_id, vector (float32 bytes), events, recent: [{i, t}],
-    updated}`` (recent items as sub-documents: nested arrays are not portable)."""
+    """One document per user: ``{_id, vector (float32 bytes), row, events, recent: [{i, t}],
+    updated}`` (recent items as sub-documents: nested arrays are not portable).
+
+    Indexes: ``_id`` (every read is by user id) and ``updated`` (what changed lately, for
+    operators and tools); ``row`` is stored for joins with the model, not queried."""
 
     def __init__(self, url: BackendURL, name: str, read_timeout_s: float = READ_TIMEOUT_S) -> None:
         self.client, db = connect(url)
@@ -72,7 +75,8 @@ class MongoUserStore(UserStore):
         latest = {r.user_id: r for r in records}  # one document per user
         docs = [{"_id": r.user_id,
                  "vector": Binary(np.asarray(r.vector, dtype=np.float32).tobytes()),
-                 "events": int(r.events), "recent": [{"i": i, "t": float(t)} for i, t in r.recent],
+                 "row": int(r.row), "events": int(r.events),
+                 "recent": [{"i": i, "t": float(t)} for i, t in r.recent],
                  "updated": float(r.updated)} for r in latest.values()]
         try:
             for start in range(0, len(docs), 1000):
@@ -99,7 +103,8 @@ class MongoUserStore(UserStore):
         return {d["_id"]: UserRecord(d["_id"], np.frombuffer(d["vector"], dtype=np.float32),
                                      int(d.get("events", 0)),
                                      [(x["i"], float(x["t"])) for x in d.get("recent", [])],
-                                     float(d.get("updated", 0.0))) for d in docs}
+                                     float(d.get("updated", 0.0)), int(d.get("row", -1)))
+                for d in docs}
 
     def count(self) -> int:
         try:

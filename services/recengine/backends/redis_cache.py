@@ -47,7 +47,7 @@ class RedisCache(Cache):
         return UserRecord(user_id, np.frombuffer(h[b"vector"], dtype=np.float32),
                           int(h.get(b"events", 0)),
                           [(i, float(t)) for i, t in json.loads(h.get(b"recent", b"[]"))],
-                          float(h.get(b"updated", 0.0)))
+                          float(h.get(b"updated", 0.0)), int(h.get(b"row", -1)))
 
     def get_user(self, user_id: str) -> UserRecord | None:
         try:
@@ -77,6 +77,7 @@ class RedisCache(Cache):
                 pipe.hset(key, mapping={
                     "vector": np.asarray(rec.vector, dtype=np.float32).tobytes(),
                     "recent": json.dumps(rec.recent), "events": int(rec.events),
+                    "row": int(rec.row),
                     "updated": float(rec.updated or time.time())})
                 pipe.expire(key, self.ttl_s)
             pipe.execute()

@@ -197,8 +197,8 @@ class Trainer:
             with self.metrics.timer("flush_ms"):
                 vectors = lr.model.user_vectors(dirty)
                 now = time.time()
-                records = [UserRecord(lr.users.id(int(r)), vectors[n],
-                                      int(lr.user_events[r]), lr.user_recent(int(r)), now)
+                records = [UserRecord(lr.users.id(r), vectors[n], int(lr.user_events[r]),
+                                      lr.user_recent(r), now, r)
                            for n, r in enumerate(dirty.tolist())]
                 # The cache first: it is what the API reads, so it decides freshness.
                 self._cache_write(lambda: self.cache.put_users(records))
