@@ -4,13 +4,76 @@ When a user consumes item j after recent items r_0 (newest) … r_{L-1}, the pai
 ``weight * recency_decay**p`` in both directions. Each item keeps its ``K`` strongest neighbours
 in a per-row weighted Space-Saving sketch, so memory is ``items x K`` whatever the stream length.
 Weights decay with a half-life (forward decay: old weights are never touched) and are read
-cosine-normalised: ``C[i, j] / sqrt(n_i * n_j)`` with ``n`` the decayed item counts. Every update
-is vectorised over a whole micro-batch.
+cosine-normalised: ``C[i, j] / sqrt(n_i * n_j)`` with ``n`` the decayed item counts.
+
+Space-Saving runs once per micro-batch and row, not once per pair: a batch's pairs are summed
+first, and a row admits its newcomers against its weights as they were before the batch. (The
+classic one-pair-at-a-time step lets every newcomer in at the row's rising minimum; with the
+churn of a real stream that inflated noise pairs and cut recall@10 on the generated stream from
+0.217 to 0.162.) Pair aggregation and ordering are numpy sorts; the per-row merge is a compiled
+loop (numba), which replaced a vectorised binary search and two row sorts per batch (1.1 us per
+event, of which this keeps about a third).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _merge_into_rows(nb: np.ndarray, w: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                     add: np.ndarray) -> None:
+    """Space-Saving for a batch of (row, neighbour, weight) pairs sorted by row, heaviest first
+    inside a row: tracked neighbours gain their weight; then the r-th heaviest newcomer of a
+    row replaces the row's r-th weakest slot when the row's floor (its weakest weight: what an
+    untracked neighbour may already have had) plus its weight is heavier than that slot."""
+    k = nb.shape[1]
+    m = len(src)
+    newcomers = np.empty(m, dtype=np.int64)
+    weakest = np.empty(k, dtype=np.int64)
+    taken = np.empty(k, dtype=np.bool_)
+    i = 0
+    while i < m:
+        row = src[i]
+        j = i
+        fresh = 0
+        while j < m and src[j] == row:
+            found = -1
+            for s in range(k):
+                if nb[row, s] == dst[j]:
+                    found = s
+                    break
+            if found >= 0:
+                w[row, found] += add[j]
+            else:
+                newcomers[fresh] = j
+                fresh += 1
+            j += 1
+        if fresh:
+            # The row's slots weakest first (ties: lower slot first), as far as needed: a
+            # selection of the first few, a sort when many newcomers compete.
+            enter = min(fresh, k)
+            if enter * 4 > k:
+                weakest[:] = np.argsort(w[row], kind="mergesort")
+            else:
+                taken[:] = False
+                for r in range(enter):
+                    best = -1
+                    for s in range(k):
+                        if not taken[s] and (best < 0 or w[row, s] < w[row, best]):
+                            best = s
+                    taken[best] = True
+                    weakest[r] = best
+            floor = w[row, weakest[0]]
+            for r in range(enter):
+                t = newcomers[r]
+                slot = weakest[r]
+                cand = add[t] + floor
+                if cand > w[row, slot]:
+                    nb[row, slot] = dst[t]
+                    w[row, slot] = cand
+        i = j
 
 
 def _grown(a: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
@@ -122,53 +185,12 @@ class ItemNeighbours:
         add = np.bincount(inverse, weights=pw).astype(np.float32)
         lo, hi = keys // cap, keys % cap
         src = np.concatenate([lo, hi])
-        dst = np.concatenate([hi, lo]).astype(np.int32)
+        dst = np.concatenate([hi, lo])
         add = np.concatenate([add, add])
-        # Each row keeps its neighbours sorted by id (empty slots, -1, first): a vectorised
-        # binary search finds a pair's slot in log2(K) steps instead of comparing all K.
-        K = self.k
-        flat_nb = self.nb.reshape(-1)
-        base = src * K
-        left = np.zeros(len(src), dtype=np.int64)
-        right = np.full(len(src), K, dtype=np.int64)
-        for _ in range(K.bit_length()):
-            mid = (left + right) >> 1
-            go_right = flat_nb[base + np.minimum(mid, K - 1)] < dst
-            left = np.where(go_right, mid + 1, left)
-            right = np.where(go_right, right, mid)
-        cell = base + np.minimum(left, K - 1)
-        has = flat_nb[cell] == dst
-        self.w.reshape(-1)[cell[has]] += add[has]
-        new = ~has
-        src, dst, add = src[new], dst[new], add[new]
-        if len(src) == 0:
-            return
-        # Newcomers, Space-Saving per row and batch: an untracked neighbour may have had up to
-        # the row's smallest weight (its floor; 0 while a slot is empty), so it competes with
-        # floor + its weight, and the row keeps its K heaviest of old and new. With old slots
-        # sorted up and newcomers down, that is: the r-th strongest newcomer replaces the r-th
-        # weakest slot exactly when it is heavier.
-        # Sort by row, heaviest first inside a row: one integer key, since the bits of a
+        # By row, heaviest first inside a row: one integer key, since the bits of a
         # non-negative float32 order like its value.
         order = np.argsort((src << 32) | (0xFFFFFFFF - add.view(np.uint32)).astype(np.int64))
-        src, dst, add = src[order], dst[order], add[order]
-        starts = np.r_[0, np.flatnonzero(src[1:] != src[:-1]) + 1]
-        counts = np.diff(np.r_[starts, len(src)])
-        rows = src[starts]
-        rank = np.arange(len(src)) - np.repeat(starts, counts)
-        enter = rank < K
-        row_w = self.w[rows]
-        weakest = np.argsort(row_w, axis=1)
-        row_of = np.repeat(np.arange(len(rows)), counts)[enter]
-        victim = weakest[row_of, rank[enter]]
-        cand = add[enter] + row_w[row_of, weakest[row_of, 0]]
-        admit = cand > row_w[row_of, victim]
-        row_nb = self.nb[rows]
-        row_nb[row_of[admit], victim[admit]] = dst[enter][admit]
-        row_w[row_of[admit], victim[admit]] = cand[admit]
-        by_id = np.argsort(row_nb, axis=1)
-        self.nb[rows] = np.take_along_axis(row_nb, by_id, 1)
-        self.w[rows] = np.take_along_axis(row_w, by_id, 1)
+        _merge_into_rows(self.nb, self.w, src[order], dst[order].astype(np.int32), add[order])
 
     def normalised(self, rows: np.ndarray, now: float | None = None) -> tuple[np.ndarray,
                                                                               np.ndarray]:
