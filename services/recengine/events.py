@@ -16,7 +16,7 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import compress, repeat
+from itertools import repeat
 from typing import Annotated
 
 import msgspec
@@ -255,12 +255,13 @@ _GET = {name: operator.attrgetter(name) for name in _Wire.__struct_fields__}
 def _id_column(col: list, slow: np.ndarray) -> list[str]:
     """Stripped string ids of a column (integers become strings); rows whose id is empty or
     too long once stripped are marked slow (the exact validator decides them)."""
-    n = len(col)
-    if set(map(type, col)) != {str}:
-        col = list(map(str, col))
-    out = list(map(str.strip, col))
-    lengths = np.fromiter(map(len, out), dtype=np.int64, count=n)
-    slow |= (lengths == 0) | (lengths > MAX_ID_LENGTH)
+    try:
+        out = list(map(str.strip, col))
+    except TypeError:  # integer ids
+        out = list(map(str.strip, map(str, col)))
+    if "" in out or max(map(len, out), default=0) > MAX_ID_LENGTH:
+        lengths = np.fromiter(map(len, out), dtype=np.int64, count=len(out))
+        slow |= (lengths == 0) | (lengths > MAX_ID_LENGTH)
     return out
 
 
@@ -329,9 +330,6 @@ def _decode_chunk(raws: Sequence[bytes | str], base: int) -> tuple[EventBatch, l
         np.fromiter(map(operator.is_not, categories, repeat(None)), dtype=bool, count=n)
         | np.fromiter(map(operator.is_not, metadata, repeat(None)), dtype=bool, count=n)
     ).tolist()
-    for r in described:  # "" and {} describe nothing
-        categories[r] = categories[r] or None
-        metadata[r] = metadata[r] or None
 
     rejected: list[Rejected] = []
     slow_rows = np.flatnonzero(slow).tolist()
@@ -346,19 +344,24 @@ def _decode_chunk(raws: Sequence[bytes | str], base: int) -> tuple[EventBatch, l
         categories[r], metadata[r] = e.category, e.metadata
 
     info: dict[str, dict] = {}
-    for r in sorted({*described, *slow_rows}):  # in order: the last description wins
+    if slow_rows:
+        described = sorted({*described, *slow_rows})
+    for r in described:  # in order: the last description of an item wins
         if slow[r]:
             continue
-        cat, meta = categories[r], metadata[r]
-        if cat is not None or meta:
-            doc = dict(meta or {})
+        cat = categories[r] = categories[r] or None  # "" and {} describe nothing
+        meta = metadata[r] = metadata[r] or None
+        if meta is not None:
+            doc = dict(meta)
             if cat is not None:
                 doc["category"] = cat
             info[items[r]] = doc
-    if rejected:
-        keep = (~slow).tolist()
-        users, items, kinds = (list(compress(c, keep)) for c in (users, items, kinds))
-        categories, metadata = list(compress(categories, keep)), list(compress(metadata, keep))
+        elif cat is not None:
+            info[items[r]] = {"category": cat}
+    if rejected:  # a few rows: delete them in place, last first
+        for r in reversed(slow_rows):
+            if slow[r]:
+                del users[r], items[r], kinds[r], categories[r], metadata[r]
         ts = ts[~slow]
     return EventBatch(users, items, kinds, ts, info, categories, metadata), rejected
 

@@ -23,7 +23,8 @@ from recengine.evaluation import RecallTracker, SeenItems, popularity_hits_pairs
 from recengine.events import EventBatch
 from recengine.model import GMF
 from recengine.popularity import Popularity
-from recengine.ranking import blend_dense, blend_sparse, item2item_dense, recency_weights
+from recengine.ranking import blend_dense, item2item_dense, recency_weights
+from recengine.trainer.blend_topk import blend_topk
 from recengine.vocab import Vocabulary
 
 #: Users evaluated per scoring chunk (bounds memory at chunk x items floats; small chunks keep
@@ -228,7 +229,7 @@ class Learner:
             ex_cols = np.concatenate([cols, extra_cols[in_chunk]])
             keep = ex_cols < n_items
             ex_rows, ex_cols = ex_rows[keep], ex_cols[keep]
-            tops.append(blend_sparse(mf, recency_weights(rows, s.recency_decay), nb_ids, nb_w,
+            tops.append(blend_topk(mf, recency_weights(rows, s.recency_decay), nb_ids, nb_w,
                                      ex_rows, ex_cols, s.blend, s.candidates, k))
             # The baseline: popularity's top, long enough to hold k items the user has not seen.
             most_excluded = int(np.bincount(ex_rows, minlength=1).max())
