@@ -40,10 +40,10 @@ def _merge_into_rows(nb: np.ndarray, w: np.ndarray, src: np.ndarray, dst: np.nda
         fresh = 0
         while j < m and src[j] == row:
             found = -1
-            for s in range(k):
-                if nb[row, s] == dst[j]:
+            d = dst[j]
+            for s in range(k):  # no early exit: the compiler vectorises the scan
+                if nb[row, s] == d:
                     found = s
-                    break
             if found >= 0:
                 w[row, found] += add[j]
             else:

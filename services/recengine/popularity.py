@@ -45,22 +45,29 @@ class DecayedTopK:
     def __len__(self) -> int:
         return self._used
 
-    def _scale(self, ts: np.ndarray | float) -> np.ndarray | float:
-        return np.exp2((np.asarray(ts) - self.t_ref) / self.half_life_s)
-
     def update(self, keys: np.ndarray, ts: np.ndarray, weights: np.ndarray | None = None) -> None:
         """Count a batch of (key, time, weight) observations."""
         if len(keys) == 0:
             return
-        t_max = float(np.max(ts))
+        ts = np.asarray(ts, dtype=np.float64)
+        t0, t1 = float(ts.min()), float(ts.max())
+        w = np.exp2((ts - t1) / self.half_life_s) * (1.0 if weights is None else weights)
+        uniq, inverse = np.unique(np.asarray(keys, dtype=np.int64), return_inverse=True)
+        self.update_sums(uniq, np.bincount(inverse, weights=w), t1, t0, t1)
+
+    def update_sums(self, uniq: np.ndarray, sums: np.ndarray, t_sums: float, t_min: float,
+                    t_max: float) -> None:
+        """Count a batch given as distinct keys and their weights decayed to time ``t_sums``
+        (``sum w * 2**((t - t_sums) / half_life)``), observed between ``t_min`` and ``t_max``:
+        one aggregation serves every sketch that counts the same events."""
+        if len(uniq) == 0:
+            return
         if self._used == 0 and self.t_ref == 0.0:
-            self.t_ref = float(np.min(ts))
+            self.t_ref = t_min
         if (t_max - self.t_ref) / self.half_life_s > _RESCALE_EXPONENT:
             self.counts *= np.exp2((self.t_ref - t_max) / self.half_life_s)
             self.t_ref = t_max
-        w = self._scale(ts) * (1.0 if weights is None else weights)
-        uniq, inverse = np.unique(np.asarray(keys, dtype=np.int64), return_inverse=True)
-        sums = np.bincount(inverse, weights=w)
+        sums = sums * np.exp2((t_sums - self.t_ref) / self.half_life_s)
         slots = self._slots(uniq)
         known = slots >= 0
         self.counts[slots[known]] += sums[known]
@@ -136,16 +143,27 @@ class Popularity:
 
     def update(self, rows: np.ndarray, ts: np.ndarray, weights: np.ndarray,
                categories: np.ndarray | None = None, names: list[str] | None = None) -> None:
-        """Count a batch; ``categories`` holds a category index per event (-1: none)."""
-        self.overall.update(rows, ts, weights)
+        """Count a batch; ``categories`` holds a category index per event (-1: none), the same
+        for every event of one item (an item's category), so the per-item sums of the overall
+        sketch are split by category instead of aggregated again per category."""
+        if len(rows) == 0:
+            return
+        ts = np.asarray(ts, dtype=np.float64)
+        t0, t1 = float(ts.min()), float(ts.max())
+        w = np.exp2((ts - t1) / self.half_life_s) * weights
+        uniq, first, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_index=True,
+                                         return_inverse=True)
+        sums = np.bincount(inverse, weights=w)
+        self.overall.update_sums(uniq, sums, t1, t0, t1)
         if categories is None or names is None:
             return
-        has = np.flatnonzero(categories >= 0)
+        cat = np.asarray(categories)[first]
+        has = np.flatnonzero(cat >= 0)
         if not len(has):
             return
-        # One stable sort by category, then a slice per category (in stream order inside it).
-        order = has[np.argsort(categories[has], kind="stable")]
-        cats = categories[order]
+        # One stable sort by category, then a slice per category (items in row order).
+        order = has[np.argsort(cat[has], kind="stable")]
+        cats = cat[order]
         bounds = np.flatnonzero(np.diff(cats)) + 1
         starts, ends = np.r_[0, bounds], np.r_[bounds, len(cats)]
         for c, a, b in zip(cats[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
@@ -154,7 +172,7 @@ class Popularity:
                 sketch = DecayedTopK(max(10, self.capacity // 4), self.half_life_s)
                 self.by_category[names[c]] = sketch
             sel = order[a:b]
-            sketch.update(rows[sel], ts[sel], weights[sel])
+            sketch.update_sums(uniq[sel], sums[sel], t1, t0, t1)
 
     def top(self, n: int, category: str | None = None,
             now: float | None = None) -> tuple[np.ndarray, np.ndarray]:
