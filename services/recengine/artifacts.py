@@ -18,12 +18,13 @@ from pathlib import Path
 
 from recengine.config import BackendURL
 from recengine.errors import ArtifactError, ConfigError
+from recengine.lease import FileLease, Lease
 
 _VERSION_DIR = re.compile(r"^(\d{9})$")
 #: An index pod renews its serving mark every few minutes; a mark older than this is from a
 #: pod that is gone, and no longer keeps its version from being pruned.
 SERVING_MARK_TTL_S = 3600.0
-_CHECKPOINT = re.compile(r"^checkpoint-(\d{12})\.bin$")
+_CHECKPOINT = re.compile(r"^checkpoint-(\d{12,})\.bin$")
 
 
 class ArtifactStore(ABC):
@@ -67,6 +68,10 @@ class ArtifactStore(ABC):
     @abstractmethod
     def serving_marks(self) -> dict[str, tuple[int, float]]:
         """holder -> (version, when it last said so, epoch seconds)."""
+
+    @abstractmethod
+    def lease(self) -> Lease:
+        """The trainer lease of this engine (see :mod:`recengine.lease`)."""
 
     def close(self) -> None:
         """Release connections (nothing to do for files)."""
@@ -126,6 +131,9 @@ class FileArtifactStore(ArtifactStore):
             self.ver_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"artifact directory {self.root} is not usable: {exc}") from None
+
+    def lease(self) -> Lease:
+        return FileLease(self.root / "trainer.lease")
 
     def put_checkpoint(self, seq: int, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.ckpt_dir, prefix=".tmp-")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -225,6 +226,14 @@ class Settings:
     """faiss index: ``auto`` (Flat up to 50k items, IVF above), ``flat``, ``ivf`` or ``hnsw``."""
     follow: bool = True
     """Trainer keeps reading a file stream as it grows (False: stop at its end)."""
+    instance: str = ""
+    """This trainer replica's name (default: the host name, which is the pod name): it holds
+    the trainer lease under this name and is the Kafka group's static member of this name. A
+    replica restarted under the same name takes both back at once."""
+    lease_ttl_s: float = 30.0
+    """Trainer replicas elect the one that learns through a lease in the artifact store; the
+    active one renews it as it works, and a standby takes over once it has not been renewed
+    for this long. Must exceed the longest publish or checkpoint."""
 
     # --- API -----------------------------------------------------------------------------------
     api_key: str = ""
@@ -266,6 +275,7 @@ class Settings:
             (0 < self.recency_decay <= 1, "recency_decay must be in (0, 1]"),
             (self.blend >= 0, "blend must be >= 0"),
             (self.candidates >= 10, "candidates must be >= 10"),
+            (self.lease_ttl_s >= 1, "lease_ttl_s must be >= 1"),
             (self.popularity_capacity >= 10, "popularity_capacity must be >= 10"),
             (self.versions_kept >= 1, "versions_kept must be >= 1"),
             (self.index_threads >= 1, "index_threads must be >= 1"),
@@ -284,6 +294,11 @@ class Settings:
     def url(self, role: str) -> BackendURL:
         """The parsed URL of a backend role."""
         return parse_url(role, getattr(self, f"{role}_url"))
+
+    @property
+    def instance_name(self) -> str:
+        """``instance``, or the host name (in Kubernetes, the pod name)."""
+        return self.instance or socket.gethostname()
 
     def events_api_key(self) -> str:
         """The key ``POST /events`` requires ('' = none), read from ``api_key_file`` if set."""

@@ -258,7 +258,8 @@ def open_source(settings: Settings) -> EventSource:
         from recengine.backends.kafka import KafkaEventSource, topic_of
 
         return KafkaEventSource(url, topic_of(url, settings.events_topic),
-                                group=f"{settings.name}-trainer")
+                                group=f"{settings.name}-trainer",
+                                instance=settings.instance_name)
     raise ConfigError(f"events URL {url.raw!r}: unsupported scheme {url.scheme!r}")
 
 

@@ -4,7 +4,6 @@ versions in GridFS, users in MongoDB and Redis -> index service and API under gu
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from confluent_kafka import Producer
+from support.streams import produce
 
 from recengine import serve
 from recengine.artifacts import open_artifact_store
@@ -27,21 +26,6 @@ from recengine.synth import SynthConfig, generate
 pytestmark = pytest.mark.integration
 
 RECENGINE = [sys.executable, "-m", "recengine.cli"]
-
-
-def produce(bootstrap: str, topic: str, records: list) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                  "linger.ms": 20})
-    for rec in records:
-        raw = rec if isinstance(rec, str) else json.dumps(rec, separators=(",", ":"))
-        key = rec["user_id"].encode() if isinstance(rec, dict) else None
-        while True:
-            try:
-                p.produce(topic, value=raw.encode(), key=key)
-                break
-            except BufferError:
-                p.poll(0.1)
-    assert p.flush(60) == 0
 
 
 @dataclass

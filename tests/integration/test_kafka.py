@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from confluent_kafka import Consumer, Producer, TopicPartition
+from support.streams import assert_applied_exactly_once, count_records, produce
 
 from recengine.artifacts import FileArtifactStore
 from recengine.backends.kafka import KafkaEventSink, create_topics
@@ -35,45 +35,6 @@ def _settings(kafka_url: str, tmp_path: Path, name: str, **extra: object) -> Set
                           "dlq_url": kafka_url, **extra}, env={})
 
 
-def _produce(bootstrap: str, topic: str, lines: list[bytes | str]) -> None:
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                  "linger.ms": 20, "batch.num.messages": 10000})
-    for line in lines:
-        raw = line.encode() if isinstance(line, str) else line
-        try:
-            key = json.loads(raw)["user_id"].encode()
-        except (ValueError, KeyError, TypeError, AttributeError):
-            key = None
-        while True:
-            try:
-                p.produce(topic, value=raw, key=key)
-                break
-            except BufferError:
-                p.poll(0.1)
-        p.poll(0)
-    assert p.flush(60) == 0
-
-
-def _count(bootstrap: str, topic: str) -> tuple[int, list]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4()}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    meta = c.list_topics(topic, timeout=10).topics[topic]
-    total = 0
-    for p in meta.partitions:
-        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-        total += hi - lo
-    records = []
-    if total:
-        c.subscribe([topic])
-        deadline = time.monotonic() + 60
-        while len(records) < total and time.monotonic() < deadline:
-            for m in c.consume(1000, 1.0):
-                if m.error() is None:
-                    records.append(m)
-    c.close()
-    return total, records
-
-
 def test_topics_are_created_idempotently(kafka, tmp_path) -> None:
     s = _settings(kafka.url, tmp_path, f"t{uuid.uuid4().hex[:8]}")
     first = create_topics(s, partitions=3)
@@ -90,7 +51,7 @@ def test_posted_events_are_acknowledged_keyed_by_user(kafka, tmp_path) -> None:
     events = [validate({"user_id": f"u{n % 5}", "item_id": f"i{n}", "ts": 1.7e9 + n})
               for n in range(50)]
     sink.append(events)
-    total, records = _count(kafka.bootstrap_servers, s.events_topic)
+    total, records = count_records(kafka.bootstrap_servers, s.events_topic)
     assert total == 50
     partitions: dict[bytes, set[int]] = {}
     for m in records:
@@ -126,7 +87,7 @@ def test_trainer_killed_ten_times_applies_every_event_exactly_once(kafka, tmp_pa
     mid_stream = 0
     while kills < 10:
         # More of the stream arrives while the trainer runs, so every kill lands mid-stream.
-        _produce(kafka.bootstrap_servers, s.events_topic, chunks[kills])
+        produce(kafka.bootstrap_servers, s.events_topic, chunks[kills])
         proc = subprocess.Popen([*RECENGINE, "trainer"], env=env, stdout=log, stderr=log)
         time.sleep(rng.uniform(2.0, 4.5))
         proc.send_signal(signal.SIGKILL)
@@ -135,7 +96,7 @@ def test_trainer_killed_ten_times_applies_every_event_exactly_once(kafka, tmp_pa
         produced = sum(len(c) for c in chunks[:kills])
         mid_stream += _latest_counters(artifacts).get("consumed", 0) < produced
     assert mid_stream >= 5, "most kills must interrupt a trainer with events left to apply"
-    _produce(kafka.bootstrap_servers, s.events_topic, chunks[10])
+    produce(kafka.bootstrap_servers, s.events_topic, chunks[10])
     proc = subprocess.Popen([*RECENGINE, "trainer"], env=env, stdout=log, stderr=log)
     deadline = time.monotonic() + 600
     try:
@@ -146,15 +107,8 @@ def test_trainer_killed_ten_times_applies_every_event_exactly_once(kafka, tmp_pa
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
-    counters = _latest_counters(artifacts)
-    assert counters["consumed"] == valid + malformed, counters
-    assert counters["applied"] == valid
-    assert counters["rejected"] == malformed
-    total, records = _count(kafka.bootstrap_servers, s.dlq_topic)
-    assert total == malformed
-    keys = [m.key() for m in records]
-    assert len(set(keys)) == len(keys) == malformed
-    assert all(dict(m.headers())["reason"] for m in records)
+    assert_applied_exactly_once(_latest_counters(artifacts), kafka.bootstrap_servers,
+                                s.dlq_topic, valid, malformed)
 
 
 def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(kafka, tmp_path) -> None:
@@ -169,7 +123,7 @@ def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(kafka, tmp_pat
            "RECENGINE_DLQ_URL": kafka.url, "RECENGINE_CHECKPOINT_INTERVAL_S": "0.5"}
     artifacts = FileArtifactStore(tmp_path / "artifacts")
     half = len(raw) // 2
-    _produce(kafka.bootstrap_servers, s.events_topic, raw[:half])
+    produce(kafka.bootstrap_servers, s.events_topic, raw[:half])
     log = open(tmp_path / "trainer.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen([*RECENGINE, "trainer"], env=env, stdout=log, stderr=log)
     try:
@@ -178,7 +132,7 @@ def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(kafka, tmp_pat
             assert time.monotonic() < deadline and proc.poll() is None
             time.sleep(0.2)
         kafka.restart()
-        _produce(kafka.bootstrap_servers, s.events_topic, raw[half:])
+        produce(kafka.bootstrap_servers, s.events_topic, raw[half:])
         deadline = time.monotonic() + 300
         while _latest_counters(artifacts).get("consumed", 0) < len(raw):
             assert time.monotonic() < deadline, _latest_counters(artifacts)
@@ -190,7 +144,7 @@ def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(kafka, tmp_pat
     assert proc.returncode == 0
     counters = _latest_counters(artifacts)
     assert (counters["applied"], counters["rejected"]) == (len(good), len(bad))
-    total, _ = _count(kafka.bootstrap_servers, s.dlq_topic)
+    total, _ = count_records(kafka.bootstrap_servers, s.dlq_topic)
     assert total == len(bad)
 
 
@@ -203,7 +157,7 @@ def test_a_poll_records_the_next_offset_of_every_partition_it_read(kafka, tmp_pa
     s = _settings(kafka.url, tmp_path, name)
     create_topics(s, partitions=3)
     raw = [json.dumps({"user_id": f"u{n}", "item_id": "i", "ts": 1.7e9}) for n in range(300)]
-    _produce(kafka.bootstrap_servers, s.events_topic, raw)
+    produce(kafka.bootstrap_servers, s.events_topic, raw)
     source = open_source(s)
     try:
         got: list[bytes] = []
@@ -213,7 +167,7 @@ def test_a_poll_records_the_next_offset_of_every_partition_it_read(kafka, tmp_pa
         offsets = source.position()["offsets"]
     finally:
         source.close()
-    _, records = _count(kafka.bootstrap_servers, s.events_topic)
+    _, records = count_records(kafka.bootstrap_servers, s.events_topic)
     per_partition: dict[int, int] = {}
     for m in records:
         per_partition[m.partition()] = max(per_partition.get(m.partition(), -1), m.offset())

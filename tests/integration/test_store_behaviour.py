@@ -180,3 +180,35 @@ class TestServingMarks:
         assert artifacts.serving(max_age_s=-1) == set()
         marks = artifacts.serving_marks()
         assert marks["gone-pod"][0] == 1
+
+
+class TestTrainerLease:
+    def test_one_holder_until_expiry_then_a_takeover_with_a_new_epoch(self, artifacts) -> None:
+        lease = artifacts.lease()
+        assert lease.current() is None
+        assert lease.acquire("a", 0.6) == 1
+        assert lease.acquire("b", 0.6) is None
+        assert lease.renew("a", 1, 0.6)
+        time.sleep(0.8)
+        assert lease.acquire("b", 30) == 2
+        assert not lease.renew("a", 1, 30)
+        st = lease.current()
+        assert st is not None and (st.holder, st.epoch) == ("b", 2)
+
+    def test_release_and_restart_under_the_same_name(self, artifacts) -> None:
+        lease = artifacts.lease()
+        assert lease.acquire("a", 30) == 1
+        assert lease.acquire("a", 30) == 2  # a restarted replica fences its predecessor
+        lease.release("a", 1)  # the predecessor's release changes nothing
+        assert lease.acquire("b", 30) is None
+        lease.release("a", 2)
+        assert lease.acquire("b", 30) == 3
+
+    def test_checkpoints_of_a_later_epoch_win(self, artifacts) -> None:
+        from recengine.lease import checkpoint_seq
+
+        old = checkpoint_seq(0, 1)
+        new = checkpoint_seq(old, 2)
+        artifacts.put_checkpoint(new, b"new holder")
+        artifacts.put_checkpoint(checkpoint_seq(old, 1), b"fenced holder, writing late")
+        assert artifacts.latest_checkpoint() == (new, b"new holder")

@@ -66,7 +66,7 @@ class KafkaEventSource(EventSource):
 
     fmt = "jsonl"
 
-    def __init__(self, url: BackendURL, topic: str, group: str, *,
+    def __init__(self, url: BackendURL, topic: str, group: str, *, instance: str | None = None,
                  extra: dict | None = None) -> None:
         self.topic = topic
         self.consumer = Consumer({
@@ -81,10 +81,10 @@ class KafkaEventSource(EventSource):
             "session.timeout.ms": 10_000,
             "heartbeat.interval.ms": 1_000,
             "client.id": f"{group}-trainer",
-            # Static membership: a trainer restarted under the same host name (a crash-looping
-            # container, a restarted process) takes its partitions back at once instead of
-            # waiting out the session timeout of its previous incarnation.
-            "group.instance.id": f"{group}-{socket.gethostname()}",
+            # Static membership: a trainer restarted under the same instance name (a
+            # crash-looping container, a restarted process) takes its partitions back at once
+            # instead of waiting out the session timeout of its previous incarnation.
+            "group.instance.id": f"{group}-{instance or socket.gethostname()}",
             **(extra or {}),
         })
         self._next: dict[int, int] = {}  # partition -> next offset to apply

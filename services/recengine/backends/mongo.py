@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 from recengine.artifacts import ArtifactStore
 from recengine.config import BackendURL
 from recengine.errors import ArtifactError, BackendUnavailable
+from recengine.lease import Lease, LeaseState
 from recengine.stores import UserRecord, UserStore
 
 #: Writes are bulk and off the request path (the trainer): generous, so a slow server is
@@ -112,6 +113,9 @@ class MongoUserStore(UserStore):
         except PyMongoError as exc:
             raise BackendUnavailable(f"MongoDB user store: {exc}") from None
 
+    def lease(self) -> Lease:
+        return MongoLease(self.lease_coll, self.host)
+
     def close(self) -> None:
         self.client.close()
 
@@ -127,6 +131,7 @@ class GridFSArtifactStore(ArtifactStore):
         self.files = db[f"{name}_artifacts.files"]
         self.versions_coll = db[f"{name}_versions"]
         self.serving_coll = db[f"{name}_serving"]
+        self.lease_coll = db[f"{name}_leases"]
         self.host = url.host
 
     def _wrap(self, exc: PyMongoError) -> BackendUnavailable:
@@ -253,5 +258,65 @@ class GridFSArtifactStore(ArtifactStore):
         except PyMongoError as exc:
             raise self._wrap(exc) from None
 
+    def lease(self) -> Lease:
+        return MongoLease(self.lease_coll, self.host)
+
     def close(self) -> None:
         self.client.close()
+
+
+class MongoLease(Lease):
+    """The trainer lease as one document ``{_id: "trainer", holder, epoch, expires}``, changed
+    only by conditional single-document updates (atomic on MongoDB and FerretDB alike)."""
+
+    KEY = "trainer"
+
+    def __init__(self, coll: pymongo.collection.Collection, host: str) -> None:
+        self.coll = coll
+        self.host = host
+
+    def _wrap(self, exc: PyMongoError) -> BackendUnavailable:
+        return BackendUnavailable(f"MongoDB trainer lease at {self.host}: {exc}")
+
+    def acquire(self, holder: str, ttl_s: float) -> int | None:
+        now = time.time()
+        try:
+            doc = self.coll.find_one_and_update(
+                {"_id": self.KEY, "$or": [{"expires": {"$lt": now}}, {"holder": holder}]},
+                {"$set": {"holder": holder, "expires": now + ttl_s}, "$inc": {"epoch": 1}},
+                return_document=pymongo.ReturnDocument.AFTER)
+            if doc is not None:
+                return int(doc["epoch"])
+            try:
+                self.coll.insert_one({"_id": self.KEY, "holder": holder, "epoch": 1,
+                                      "expires": now + ttl_s})
+                return 1
+            except DuplicateKeyError:  # someone holds it (or just took it)
+                return None
+        except PyMongoError as exc:
+            raise self._wrap(exc) from None
+
+    def renew(self, holder: str, epoch: int, ttl_s: float) -> bool:
+        try:
+            doc = self.coll.find_one_and_update(
+                {"_id": self.KEY, "holder": holder, "epoch": epoch},
+                {"$set": {"expires": time.time() + ttl_s}})
+        except PyMongoError as exc:
+            raise self._wrap(exc) from None
+        return doc is not None
+
+    def release(self, holder: str, epoch: int) -> None:
+        try:
+            self.coll.update_one({"_id": self.KEY, "holder": holder, "epoch": epoch},
+                                 {"$set": {"expires": 0.0}})
+        except PyMongoError as exc:
+            raise self._wrap(exc) from None
+
+    def current(self) -> LeaseState | None:
+        try:
+            doc = self.coll.find_one({"_id": self.KEY})
+        except PyMongoError as exc:
+            raise self._wrap(exc) from None
+        if doc is None:
+            return None
+        return LeaseState(str(doc["holder"]), int(doc["epoch"]), float(doc["expires"]))

@@ -1,4 +1,11 @@
-"""``recengine trainer``: open the backends named by the settings and run the loop."""
+"""``recengine trainer``: win the trainer lease, open the backends and run the loop.
+
+Several replicas of one engine's trainer may run (the chart's ``trainer.replicas``): the one
+that holds the lease (:mod:`recengine.lease`) learns; the others stand by, connected to the
+artifact store only, and take over from the latest checkpoint when the lease expires or is
+released. A replica that loses the lease (it stalled past it) stops at once without writing
+anything more and stands by again.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import threading
 
 from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
+from recengine.lease import LeaseLost, TrainerLease
 from recengine.metrics import open_metrics
 from recengine.sources import open_dead_letter, open_source
 from recengine.stores import open_cache, open_user_store
@@ -15,8 +23,9 @@ from recengine.trainer.service import Trainer
 log = logging.getLogger("recengine.trainer")
 
 
-def build_trainer(settings: Settings) -> Trainer:
-    """A trainer wired to the backends of ``settings``, resumed from its newest checkpoint."""
+def build_trainer(settings: Settings, lease: TrainerLease | None = None) -> Trainer:
+    """A trainer wired to the backends of ``settings``, resumed from its newest checkpoint
+    (with ``lease``: one that writes only while it holds it)."""
     source = open_source(settings)
     trainer = Trainer(
         settings,
@@ -26,6 +35,7 @@ def build_trainer(settings: Settings) -> Trainer:
         users=open_user_store(settings.url("users"), settings.name),
         cache=open_cache(settings.url("cache"), settings.name),
         metrics=open_metrics(settings.url("metrics"), "trainer"),
+        lease=lease,
     )
     trainer.retrying(trainer.restore, "load the latest checkpoint")
     if hasattr(source, "on_revoke"):
@@ -35,18 +45,46 @@ def build_trainer(settings: Settings) -> Trainer:
     return trainer
 
 
+def preflight(settings: Settings) -> None:
+    """Open and close the local (file, SQLite) backends, so a bad setting stops the process
+    with its one line before it waits for the lease; network backends are opened once it
+    holds the lease (a standby must not join the consumer group)."""
+    if settings.url("events").scheme == "file":
+        source = open_source(settings)
+        if settings.url("dlq").scheme == "file":
+            open_dead_letter(settings, source).close()
+        source.close()
+    if settings.url("users").scheme == "sqlite":
+        open_user_store(settings.url("users"), settings.name).close()
+
+
 def run_trainer(settings: Settings) -> int:
     from recengine.cli import install_stop_handlers
 
-    trainer = build_trainer(settings)
+    preflight(settings)
     stop = threading.Event()
     install_stop_handlers(stop)
-    log.info("trainer %s reading %s", settings.name, settings.events_url)
+    store = open_artifact_store(settings.url("artifacts"), settings.name)
+    lease = TrainerLease(store.lease(), settings.instance_name, settings.lease_ttl_s)
     try:
-        trainer.run(stop)
+        while not stop.is_set():
+            if lease.wait(stop) is None:
+                break
+            trainer = build_trainer(settings, lease)
+            log.info("trainer %s (%s) reading %s", settings.name, lease.holder,
+                     settings.events_url)
+            try:
+                trainer.run(stop)
+            except LeaseLost as exc:
+                log.warning("lost the trainer lease, standing by: %s", exc)
+                continue
+            finally:
+                trainer.close()
+            c = trainer.c
+            log.info("stopped: %d consumed, %d applied, %d rejected, %d versions published",
+                     c.consumed, c.applied, c.rejected, c.versions_published)
+            lease.release()  # after the final checkpoint: a standby takes over at once
+            break
     finally:
-        trainer.close()
-    c = trainer.c
-    log.info("stopped: %d consumed, %d applied, %d rejected, %d versions published",
-             c.consumed, c.applied, c.rejected, c.versions_published)
+        store.close()
     return 0

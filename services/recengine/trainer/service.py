@@ -22,6 +22,7 @@ from recengine.artifacts import ArtifactStore
 from recengine.config import Settings
 from recengine.errors import BackendUnavailable
 from recengine.events import EventBatch
+from recengine.lease import TrainerLease, checkpoint_seq
 from recengine.metrics import Metrics
 from recengine.sources import DeadLetterSink, EventSource, decode
 from recengine.stores import Cache, UserRecord, UserStore
@@ -49,8 +50,9 @@ class Trainer:
 
     def __init__(self, settings: Settings, source: EventSource, dlq: DeadLetterSink,
                  artifacts: ArtifactStore, users: UserStore, cache: Cache, metrics: Metrics,
-                 *, seed: int = 0) -> None:
+                 *, seed: int = 0, lease: TrainerLease | None = None) -> None:
         self.s = settings
+        self.lease = lease
         self.source = source
         self.dlq = dlq
         self.artifacts = artifacts
@@ -148,6 +150,8 @@ class Trainer:
                 log.warning("closing %s: %s", type(part).__name__, exc)
 
     def _periodic(self) -> None:
+        if self.lease is not None:
+            self.retrying(self.lease.check, "renew the trainer lease")
         now = time.monotonic()
         s = self.s
         if now - self._last_flush >= s.flush_interval_s:
@@ -252,8 +256,10 @@ class Trainer:
     def checkpoint(self) -> int:
         """Persist the learner with the positions it covers; then commit those positions."""
         t0 = time.perf_counter()
+        if self.lease is not None:  # only the lease holder writes, under its epoch
+            self.lease.check(force=True)
         position = self.source.position()
-        self.c.seq += 1
+        self.c.seq = checkpoint_seq(self.c.seq, self.lease.epoch if self.lease else 0)
         self.c.checkpoints += 1
         counters = {k: v for k, v in vars(self.c).items()}
         state = {"learner": self.learner.state(), "source": position,
@@ -272,6 +278,8 @@ class Trainer:
     def publish(self) -> int:
         """Publish an embedding version of the current state; returns its number."""
         t0 = time.perf_counter()
+        if self.lease is not None:
+            self.lease.check(force=True)
         lr = self.learner
         n = len(lr.items)
         nb_ids, nb_w = lr.neighbours.table(n, lr.last_ts)

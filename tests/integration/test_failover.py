@@ -1,0 +1,145 @@
+"""Trainer replicas on real Kafka and MongoDB (FerretDB): one learns, one stands by; the stream
+moves to the standby when the active one is killed, and back on a clean handover, and every
+event is applied exactly once across all of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from support.streams import assert_applied_exactly_once, produce
+
+from recengine.artifacts import open_artifact_store
+from recengine.backends.kafka import create_topics
+from recengine.config import Settings, parse_url
+from recengine.sources import decode
+from recengine.synth import SynthConfig, generate
+
+pytestmark = pytest.mark.integration
+
+RECENGINE = [sys.executable, "-m", "recengine.cli"]
+TTL_S = 3.0
+
+
+class Replica:
+    """One ``recengine trainer`` process under a fixed instance name."""
+
+    def __init__(self, instance: str, env: dict, log: Path) -> None:
+        self.instance = instance
+        self.env = {**env, "RECENGINE_INSTANCE": instance}
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([*RECENGINE, "trainer"], env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(120)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def test_the_standby_takes_over_on_a_crash_and_a_clean_handover_without_loss(
+        kafka, mongo_url, tmp_path) -> None:
+    name = f"ha{uuid.uuid4().hex[:6]}"
+    s = Settings.load({"name": name, "data_dir": str(tmp_path), "events_url": kafka.url,
+                       "dlq_url": kafka.url, "artifacts_url": mongo_url}, env={})
+    create_topics(s, partitions=3)
+    lines = list(generate(SynthConfig(events=60_000, seed=5, malformed_rate=0.005)))
+    raw = [json.dumps(x, separators=(",", ":")) if isinstance(x, dict) else x for x in lines]
+    good, bad = decode([x.encode() for x in raw], "jsonl")
+    total, valid, malformed = len(raw), len(good), len(bad)
+    chunks = [raw[len(raw) * k // 4: len(raw) * (k + 1) // 4] for k in range(4)]
+
+    artifacts = open_artifact_store(parse_url("artifacts", mongo_url), name)
+    lease = artifacts.lease()
+
+    def counters() -> dict:
+        latest = artifacts.latest_checkpoint()
+        if latest is None:
+            return {}
+        return torch.load(io.BytesIO(latest[1]), weights_only=False)["counters"]
+
+    def holder() -> str | None:
+        st = lease.current()
+        return st.holder if st is not None and st.expires > time.time() else None
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RECENGINE_NAME": name,
+           "RECENGINE_DATA_DIR": str(tmp_path), "RECENGINE_EVENTS_URL": kafka.url,
+           "RECENGINE_DLQ_URL": kafka.url, "RECENGINE_ARTIFACTS_URL": mongo_url,
+           "RECENGINE_LEASE_TTL_S": str(TTL_S), "RECENGINE_CHECKPOINT_INTERVAL_S": "0.5",
+           "RECENGINE_CHECKPOINT_EVERY_EVENTS": "4000", "RECENGINE_PUBLISH_EVERY_EVENTS": "30000"}
+    a = Replica("replica-a", env, tmp_path / "a.log")
+    b = Replica("replica-b", env, tmp_path / "b.log")
+    try:
+        produce(kafka.bootstrap_servers, s.events_topic, chunks[0])
+        a.start()
+        _wait(lambda: holder() == "replica-a" and counters().get("consumed", 0) > 0, 120,
+              "replica-a to lead and checkpoint")
+        b.start()
+        _wait(lambda: "standing by: replica-a holds the trainer lease" in b.output(), 60,
+              "replica-b to stand by")
+        produce(kafka.bootstrap_servers, s.events_topic, chunks[1])
+        time.sleep(1.0)
+        epoch_a = lease.current().epoch  # type: ignore[union-attr]
+        a.kill()  # mid-stream: it held partitions, offsets and unflushed work
+        before = counters().get("consumed", 0)
+        assert before < len(chunks[0]) + len(chunks[1]), "the kill must land mid-stream"
+
+        # The standby takes over once the lease expires, from the latest checkpoint.
+        _wait(lambda: holder() == "replica-b", 60, "replica-b to take the lease")
+        assert lease.current().epoch > epoch_a  # type: ignore[union-attr]
+        produce(kafka.bootstrap_servers, s.events_topic, chunks[2])
+        _wait(lambda: counters().get("consumed", 0) >= sum(map(len, chunks[:3])), 180,
+              "replica-b to consume what replica-a left and what came after")
+
+        # replica-a comes back: it stands by behind replica-b ...
+        a.start()
+        _wait(lambda: a.output().count("standing by: replica-b holds") >= 1, 60,
+              "the restarted replica-a to stand by")
+        # ... and a clean stop of replica-b hands the stream over at once, without waiting
+        # for the lease to expire; what arrives next is replica-a's to learn.
+        assert b.stop() == 0
+        assert "released the trainer lease" in b.output()
+        _wait(lambda: holder() == "replica-a", 3 * TTL_S, "replica-a to take over on release")
+        produce(kafka.bootstrap_servers, s.events_topic, chunks[3])
+        _wait(lambda: counters().get("consumed", 0) >= total, 180, "the whole stream")
+        assert a.stop() == 0
+    finally:
+        for r in (a, b):
+            if r.proc is not None and r.proc.poll() is None:
+                r.kill()
+
+    assert_applied_exactly_once(counters(), kafka.bootstrap_servers, s.dlq_topic, valid,
+                                malformed)
+    assert "lost the trainer lease" not in a.output() + b.output()
+    artifacts.close()
