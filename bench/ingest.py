@@ -21,35 +21,18 @@ import time
 import uuid
 from pathlib import Path
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from support.servers import KafkaServer  # noqa: E402
+from support.streams import produce  # noqa: E402
 
 from recengine.backends.kafka import create_topics  # noqa: E402
 from recengine.config import Settings  # noqa: E402
 from recengine.synth import SynthConfig, generate  # noqa: E402
 from recengine.trainer.run import build_trainer  # noqa: E402
-
-
-def produce(bootstrap: str, topic: str, events: int, seed: int) -> int:
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "batch.num.messages": 10000,
-                  "compression.type": "lz4", "acks": "all", "enable.idempotence": True})
-    n = 0
-    for rec in generate(SynthConfig(events=events, seed=seed, users=20_000, items=10_000)):
-        raw = rec if isinstance(rec, str) else json.dumps(rec, separators=(",", ":"))
-        key = rec["user_id"].encode() if isinstance(rec, dict) else None
-        while True:
-            try:
-                p.produce(topic, value=raw.encode(), key=key)
-                break
-            except BufferError:
-                p.poll(0.05)
-        n += 1
-    assert p.flush(120) == 0
-    return n
 
 
 def raw_consume(bootstrap: str, topic: str, total: int) -> float:
@@ -103,7 +86,10 @@ def main() -> None:
                                   "dlq_url": kafka.url, "publish_interval_s": 3600,
                                   "publish_every_events": 10**9}, env={})
         create_topics(settings, args.partitions)
-        total = produce(kafka.bootstrap_servers, settings.events_topic, args.events, args.seed)
+        total = produce(kafka.bootstrap_servers, settings.events_topic,
+                        generate(SynthConfig(events=args.events, seed=args.seed, users=20_000,
+                                             items=10_000)),
+                        **{"linger.ms": 50, "compression.type": "lz4"})
         raw = raw_consume(kafka.bootstrap_servers, settings.events_topic, total)
         rate, extra = trainer_rate(settings, total)
     result = {"events": total, "events_per_second": round(rate),

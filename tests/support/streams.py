@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterable
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 
-def produce(bootstrap: str, topic: str, records: list) -> None:
+def produce(bootstrap: str, topic: str, records: Iterable, **config: object) -> int:
     """Produce records (dicts, JSON strings or raw bytes) idempotently, keyed by user id when
-    the record has one (one user's events stay in one partition, in order)."""
+    the record has one (one user's events stay in one partition, in order); ``config``
+    overrides producer settings. Returns how many were produced."""
     p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
-                  "linger.ms": 20, "batch.num.messages": 10000})
+                  "linger.ms": 20, "batch.num.messages": 10000, **config})
+    n = 0
     for rec in records:
         if isinstance(rec, dict):
             raw = json.dumps(rec, separators=(",", ":")).encode()
@@ -30,7 +33,9 @@ def produce(bootstrap: str, topic: str, records: list) -> None:
             except BufferError:
                 p.poll(0.1)
         p.poll(0)
-    assert p.flush(60) == 0
+        n += 1
+    assert p.flush(120) == 0
+    return n
 
 
 def count_records(bootstrap: str, topic: str) -> tuple[int, list]:
