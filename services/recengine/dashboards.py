@@ -267,6 +267,11 @@ def trainer() -> dict[str, Any]:
             alias(q("trainer", "users"), "users"),
             alias(q("trainer", "items"), "items"),
         ], "Users and items the model knows.", unit="short"),
+        Panel("Trainer lease epoch", [
+            alias(q("trainer", "lease_epoch"), "epoch"),
+        ], "Epoch of the trainer lease held by the replica that learns: each step up is a "
+           "failover (the active replica died) or a handover (it stopped cleanly).",
+           unit="short"),
         Panel("Sketch and table sizes", [
             alias(q("trainer", "sketch_size"), "popularity sketch items"),
             alias(q("trainer", "sketch_categories"), "category sketches"),

@@ -114,6 +114,9 @@ METRICS: tuple[Metric, ...] = (
     _m("trainer", TIMER, "publish_ms", "building and publishing one embedding version"),
     _m("trainer", COUNTER, "versions_published", "embedding versions published"),
     _m("trainer", GAUGE, "version", "number of the newest embedding version published"),
+    _m("trainer", GAUGE, "lease_epoch",
+       "epoch of the trainer lease the learning replica holds (a step up: a failover or a "
+       "handover to another replica)"),
     _m("trainer", COUNTER, "backend_errors",
        "outages of a backend the trainer needs (each retried with backoff until it is back)"),
     _m("trainer", COUNTER, "cache_errors", "cache writes skipped because the cache was down"),

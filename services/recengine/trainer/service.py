@@ -230,6 +230,8 @@ class Trainer:
             self.metrics.gauge("version", self.c.last_version)
         if self._neighbour_pairs:  # known once this run published
             self.metrics.gauge("neighbour_pairs", self._neighbour_pairs)
+        if self.lease is not None:
+            self.metrics.gauge("lease_epoch", self.lease.epoch)
 
     def _cache_write(self, action: Callable[[], object]) -> None:
         """The cache is losable (the user store is the durable copy): a cache outage is
