@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from recengine.errors import BackendUnavailable
+
 log = logging.getLogger("recengine.lease")
 
 #: Checkpoint sequence numbers of one epoch: ``epoch * EPOCH_STRIDE + n``.
@@ -147,15 +149,26 @@ class TrainerLease:
 
     def wait(self, stop: threading.Event) -> int | None:
         """Block until this replica holds the lease (its epoch), or None once ``stop`` is set.
-        Logs one line when it starts standing by, not one per attempt."""
+        Logs one line when it starts standing by (or the store is down), not one per attempt;
+        an unreachable store is waited out with backoff."""
         said = None
+        delay = 0.2
         while not stop.is_set():
-            epoch = self.lease.acquire(self.holder, self.ttl_s)
+            try:
+                epoch = self.lease.acquire(self.holder, self.ttl_s)
+                st = self.lease.current() if epoch is None else None
+            except BackendUnavailable as exc:
+                if said != "down":
+                    log.warning("cannot reach the trainer lease, retrying with backoff: %s", exc)
+                    said = "down"
+                stop.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.2
             if epoch is not None:
                 self.epoch, self._renewed = epoch, time.monotonic()
                 log.info("%s holds the trainer lease (epoch %d)", self.holder, epoch)
                 return epoch
-            st = self.lease.current()
             who = st.holder if st else "?"
             if who != said:
                 log.info("standing by: %s holds the trainer lease (epoch %s)", who,
@@ -176,6 +189,13 @@ class TrainerLease:
         self._renewed = time.monotonic()
 
     def release(self) -> None:
-        if self.epoch:
+        """Give the lease up after a clean stop; if the store is down it simply expires."""
+        if not self.epoch:
+            return
+        try:
             self.lease.release(self.holder, self.epoch)
-            log.info("%s released the trainer lease (epoch %d)", self.holder, self.epoch)
+        except BackendUnavailable as exc:
+            log.warning("could not release the trainer lease (it expires in %.0fs): %s",
+                        self.ttl_s, exc)
+            return
+        log.info("%s released the trainer lease (epoch %d)", self.holder, self.epoch)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recengine.artifacts import FileArtifactStore
+from recengine.errors import BackendUnavailable
 from recengine.lease import EPOCH_STRIDE, FileLease, LeaseLost, TrainerLease, checkpoint_seq
 
 
@@ -98,3 +99,32 @@ def test_the_replica_side_waits_renews_and_notices_a_takeover(tmp_path: Path) ->
         a.check(force=True)
     b.release()
     stop.set()
+
+
+class _FlakyLease(FileLease):
+    """A lease whose store is unreachable for the first few calls (logic only)."""
+
+    def __init__(self, path: Path, failures: int) -> None:
+        super().__init__(path)
+        self.failures = failures
+
+    def acquire(self, holder: str, ttl_s: float) -> int | None:
+        if self.failures:
+            self.failures -= 1
+            raise BackendUnavailable("store down")
+        return super().acquire(holder, ttl_s)
+
+    def release(self, holder: str, epoch: int) -> None:
+        raise BackendUnavailable("store down")
+
+
+def test_a_standby_waits_out_an_unreachable_store_and_logs_it_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    flaky = _FlakyLease(tmp_path / "trainer.lease", failures=3)
+    lease = TrainerLease(flaky, "a", ttl_s=5.0)
+    with caplog.at_level("WARNING", logger="recengine.lease"):
+        assert lease.wait(threading.Event()) == 1
+        lease.release()  # the store is down again: the lease just expires
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("cannot reach the trainer lease" in m for m in warnings) == 1
+    assert any("could not release" in m for m in warnings)
