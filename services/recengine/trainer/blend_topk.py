@@ -19,19 +19,7 @@ from numba import njit
 from recengine.ranking import blend_dense_pairs, item2item_dense, top_rows
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _weaker(vals: np.ndarray, ids: np.ndarray, a: int, b: int) -> bool:
-    """Heap order: entry a is weaker than b (smaller value; of equal values, larger id)."""
-    return vals[a] < vals[b] or (vals[a] == vals[b] and ids[a] > ids[b])
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _swap(vals: np.ndarray, ids: np.ndarray, a: int, b: int) -> None:
-    vals[a], vals[b] = vals[b], vals[a]
-    ids[a], ids[b] = ids[b], ids[a]
-
-
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _sift_down(vals: np.ndarray, ids: np.ndarray, size: int, at: int) -> None:
     """Restore a min-heap ordered by (value, -id): the root is the weakest entry, and of equal
     values the one with the larger id (so ties keep the lower id, as a stable sort would)."""
@@ -39,43 +27,47 @@ def _sift_down(vals: np.ndarray, ids: np.ndarray, size: int, at: int) -> None:
         child = 2 * at + 1
         if child >= size:
             return
-        if child + 1 < size and _weaker(vals, ids, child + 1, child):
-            child += 1
-        if _weaker(vals, ids, child, at):
-            _swap(vals, ids, at, child)
+        o = child + 1
+        if o < size and (vals[o] < vals[child] or (vals[o] == vals[child]
+                                                   and ids[o] > ids[child])):
+            child = o
+        if vals[child] < vals[at] or (vals[child] == vals[at] and ids[child] > ids[at]):
+            v, i = vals[at], ids[at]
+            vals[at], ids[at] = vals[child], ids[child]
+            vals[child], ids[child] = v, i
             at = child
         else:
             return
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _push(vals: np.ndarray, ids: np.ndarray, size: int, cap: int, v: float, i: int) -> int:
-    """Offer (v, i) to a bounded min-heap of capacity ``cap``; returns the new size."""
-    if size < cap:
-        at = size
-        vals[at] = v
-        ids[at] = i
-        while at > 0:  # sift up
-            parent = (at - 1) // 2
-            if _weaker(vals, ids, at, parent):
-                _swap(vals, ids, at, parent)
-                at = parent
-            else:
-                break
-        return size + 1
-    if v > vals[0] or (v == vals[0] and i < ids[0]):
-        vals[0] = v
-        ids[0] = i
-        _sift_down(vals, ids, size, 0)
-    return size
-
-
 @njit(cache=True, nogil=True)
-def _sorted_desc(vals: np.ndarray, ids: np.ndarray, size: int) -> None:
-    """Heap-sort a min-heap in place so that entries run best first."""
-    for end in range(size - 1, 0, -1):
-        _swap(vals, ids, 0, end)
+def _top_k(cand_v: np.ndarray, cand_i: np.ndarray, n: int, k: int, vals: np.ndarray,
+           ids: np.ndarray) -> int:
+    """The k best of n candidates into ``vals``/``ids``, best first; returns how many.
+
+    A bounded min-heap. The offer is written out in the loop rather than called: a call
+    per candidate that takes arrays costs reference counting, ~40 ns, more than the rest."""
+    size = 0
+    for e in range(n):
+        v, c = cand_v[e], cand_i[e]
+        if size < k:
+            vals[size], ids[size] = v, c
+            size += 1
+            if size == k:
+                for a in range(k // 2 - 1, -1, -1):
+                    _sift_down(vals, ids, k, a)
+        elif v > vals[0] or (v == vals[0] and c < ids[0]):
+            vals[0], ids[0] = v, c
+            _sift_down(vals, ids, k, 0)
+    if size < k:
+        for a in range(size // 2 - 1, -1, -1):
+            _sift_down(vals, ids, size, a)
+    for end in range(size - 1, 0, -1):  # heap sort: best first
+        v, i = vals[0], ids[0]
+        vals[0], ids[0] = vals[end], ids[end]
+        vals[end], ids[end] = v, i
         _sift_down(vals, ids, end, 0)
+    return size
 
 
 @njit(cache=True, nogil=True)
@@ -90,6 +82,8 @@ def _blend_rows(top: np.ndarray, top_vals: np.ndarray, ex_ptr: np.ndarray, ex_co
     touched = np.empty(length * width, dtype=np.int64)
     best_vals = np.empty(k, dtype=np.float32)
     best_ids = np.empty(k, dtype=np.int64)
+    cand_v = np.empty(m + length * width, dtype=np.float32)
+    cand_i = np.empty(m + length * width, dtype=np.int64)
     short = np.zeros(b, dtype=np.bool_)
     f_blend, f_one, f_cands = np.float32(blend), np.float32(1.0), np.float32(candidates)
     for u in range(b):
@@ -107,7 +101,7 @@ def _blend_rows(top: np.ndarray, top_vals: np.ndarray, ex_ptr: np.ndarray, ex_co
                         touched[n_touched] = c
                         n_touched += 1
                     acc[c] += np.float64(contrib)
-        size = 0
+        n_cand = 0
         for r in range(m):
             c = top[u, r]
             if stamp[c] == u + 1 or not np.isfinite(top_vals[u, r]):
@@ -115,13 +109,15 @@ def _blend_rows(top: np.ndarray, top_vals: np.ndarray, ex_ptr: np.ndarray, ex_co
             in_mf[c] = u + 1
             # float32 as in ranking.blend_sparse: blend * (1 - rank / candidates)
             bonus = f_blend * (f_one - np.float32(r) / f_cands)
-            size = _push(best_vals, best_ids, size, k, np.float32(acc[c]) + bonus, c)
+            cand_v[n_cand], cand_i[n_cand] = np.float32(acc[c]) + bonus, c
+            n_cand += 1
         for t in range(n_touched):
             c = touched[t]
             if in_mf[c] != u + 1 and stamp[c] != u + 1:
-                size = _push(best_vals, best_ids, size, k, np.float32(acc[c]), c)
+                cand_v[n_cand], cand_i[n_cand] = np.float32(acc[c]), c
+                n_cand += 1
             acc[c] = 0.0
-        _sorted_desc(best_vals, best_ids, size)
+        size = _top_k(cand_v, cand_i, n_cand, k, best_vals, best_ids)
         for r in range(k):
             out[u, r] = best_ids[r] if r < size else -1
         short[u] = size < k
