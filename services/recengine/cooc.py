@@ -131,6 +131,21 @@ def _update_rows(nb: np.ndarray, w: np.ndarray, prev_rows: np.ndarray, items: np
                 w[row, slot] = cand
 
 
+@njit(cache=True, nogil=True)
+def _advance_recent(rows: np.ndarray, times: np.ndarray, users: np.ndarray, items: np.ndarray,
+                    ts: np.ndarray, prev: np.ndarray) -> None:
+    length = rows.shape[1]
+    for e in range(len(users)):
+        x = users[e]
+        for p in range(length):
+            prev[e, p] = rows[x, p]
+        for p in range(length - 1, 0, -1):
+            rows[x, p] = rows[x, p - 1]
+            times[x, p] = times[x, p - 1]
+        rows[x, 0] = items[e]
+        times[x, 0] = ts[e]
+
+
 def _grown(a: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
     out = np.full((rows, *a.shape[1:]), fill, dtype=a.dtype)
     out[: len(a)] = a
@@ -153,6 +168,15 @@ class RecentItems:
 
     def get(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.rows[users], self.ts[users]
+
+    def advance(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Apply a batch of events in stream order; returns each event's user's recent items
+        just before it, (n, L) (earlier events of the batch included)."""
+        prev = np.empty((len(users), self.length), dtype=np.int64)
+        _advance_recent(self.rows, self.ts, np.ascontiguousarray(users, dtype=np.int64),
+                        np.ascontiguousarray(items, dtype=np.int64),
+                        np.ascontiguousarray(ts, dtype=np.float64), prev)
+        return prev
 
     def push(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
         """Prepend one item per user; ``users`` must be unique in one call."""

@@ -21,11 +21,14 @@ class SeenItems:
         self.limit = limit
         self.items: dict[int, list[int]] = {}
 
-    def add(self, users: np.ndarray, items: np.ndarray) -> None:
-        """Append each user's items in order (grouped by user: one step per distinct user)."""
+    def add(self, users: np.ndarray, items: np.ndarray,
+            order: np.ndarray | None = None) -> None:
+        """Append each user's items in order (grouped by user: one step per distinct user);
+        ``order``: the stable sort of ``users``, when the caller has it already."""
         if len(users) == 0:
             return
-        order = np.argsort(users, kind="stable")
+        if order is None:
+            order = np.argsort(users, kind="stable")
         su = users[order]
         starts = np.flatnonzero(np.r_[True, su[1:] != su[:-1]])
         bounds = np.r_[starts, len(su)].tolist()
@@ -125,41 +128,12 @@ class RecallTracker:
         return cls(**state)
 
 
-def popularity_hits(top_items: np.ndarray, users: np.ndarray, truth: np.ndarray,
-                    seen: SeenItems, k: int,
-                    extra_seen: dict[int, list[int]] | None = None) -> np.ndarray:
-    """Whether each true item is in the popularity top-k minus that user's seen items
-    (``extra_seen[n]``: more seen items of the n-th user, e.g. earlier in the same batch)."""
-    out = np.zeros(len(users), dtype=np.int8)
-    ranked = top_items.tolist()
-    for n, (u, t) in enumerate(zip(users.tolist(), truth.tolist(), strict=True)):
-        if t < 0:
-            continue
-        user_seen = seen.items.get(u)
-        if extra_seen and n in extra_seen:
-            user_seen = [*(user_seen or []), *extra_seen[n]]
-        if not user_seen:
-            out[n] = t in ranked[:k]
-            continue
-        s = set(user_seen)
-        taken = 0
-        for item in ranked:
-            if item in s:
-                continue
-            if item == t:
-                out[n] = 1
-                break
-            taken += 1
-            if taken >= k:
-                break
-    return out
-
-
 def popularity_hits_pairs(top_items: np.ndarray, truth: np.ndarray, excl_rows: np.ndarray,
                           excl_cols: np.ndarray, k: int, n_items: int) -> np.ndarray:
-    """:func:`popularity_hits` for b events at once, with each event's excluded items given as
-    (event, item) index pairs: a hit is the true item among the first k of ``top_items`` that
-    the event's user has not consumed."""
+    """Whether each of b events' true item is among the first k of ``top_items`` (popularity's
+    ranking) that the event's user has not consumed, with each event's excluded items given
+    as (event, item) index pairs. The trainer computes the same in its compiled evaluation
+    pass (:func:`recengine.trainer.blend_topk.evaluate_chunk`); this is the reference."""
     b = len(truth)
     if b == 0 or len(top_items) == 0:
         return np.zeros(b, dtype=np.int8)

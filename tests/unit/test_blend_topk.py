@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recengine.evaluation import popularity_hits_pairs
 from recengine.ranking import blend_sparse, recency_weights
-from recengine.trainer.blend_topk import blend_topk
+from recengine.trainer.blend_topk import blend_topk, evaluate_chunk
 
 
 def _case(seed: int, b: int, n: int, length: int, width: int, sparse: bool):
@@ -50,3 +51,17 @@ def test_excluded_items_are_never_recommended_even_with_the_strongest_signal() -
     rec_w = np.ones((1, 1), dtype=np.float32)
     top = blend_topk(mf, rec_w, nb_ids, nb_w, np.array([0, 0]), np.array([0, 1]), 0.15, 10, 3)
     assert top.tolist() == [[5, 2, 3]]  # the neighbour first, then the model's order
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_popularity_baseline_in_the_same_pass_equals_the_numpy_one(seed: int) -> None:
+    mf, rec_w, nb_ids, nb_w, ex_rows, ex_cols = _case(seed, 40, 300, 3, 10, sparse=True)
+    rng = np.random.default_rng(seed)
+    pop_top = rng.permutation(300)[:60]
+    truth = np.where(rng.random(40) < 0.2, -1, rng.choice(pop_top, 40))
+    expected = popularity_hits_pairs(pop_top, truth, ex_rows, ex_cols, 10, 300)
+    top, hits = evaluate_chunk(mf, rec_w, nb_ids, nb_w, ex_rows, ex_cols, 0.15, 50, 10,
+                               pop_top, truth)
+    np.testing.assert_array_equal(hits, expected)
+    assert 0 < hits.sum() < len(hits)
+    assert top.shape == (40, 10)

@@ -73,7 +73,8 @@ def _top_k(cand_v: np.ndarray, cand_i: np.ndarray, n: int, k: int, vals: np.ndar
 @njit(cache=True, nogil=True)
 def _blend_rows(top: np.ndarray, top_vals: np.ndarray, ex_ptr: np.ndarray, ex_cols: np.ndarray,
                 rec_w: np.ndarray, nb_ids: np.ndarray, nb_w: np.ndarray, n: int, blend: float,
-                candidates: int, k: int, out: np.ndarray) -> np.ndarray:
+                candidates: int, k: int, out: np.ndarray, pop_top: np.ndarray,
+                truth: np.ndarray, pop_hit: np.ndarray) -> np.ndarray:
     b, m = top.shape
     length, width = nb_ids.shape[1], nb_ids.shape[2]
     stamp = np.zeros(n, dtype=np.int64)  # stamp[c] == u + 1: c is excluded for user u
@@ -89,6 +90,19 @@ def _blend_rows(top: np.ndarray, top_vals: np.ndarray, ex_ptr: np.ndarray, ex_co
     for u in range(b):
         for e in range(ex_ptr[u], ex_ptr[u + 1]):
             stamp[ex_cols[e]] = u + 1
+        if len(pop_top) and truth[u] >= 0:
+            # The popularity baseline: is the true item among the first k popular items the
+            # user has not consumed?
+            shown = 0
+            for c in pop_top:
+                if c < n and stamp[c] == u + 1:
+                    continue
+                if c == truth[u]:
+                    pop_hit[u] = 1
+                    break
+                shown += 1
+                if shown >= k:
+                    break
         n_touched = 0
         for p in range(length):
             for q in range(width):
@@ -132,11 +146,26 @@ def blend_topk(mf: np.ndarray, rec_w: np.ndarray, nb_ids: np.ndarray, nb_w: np.n
     The MF candidates are numpy's (a batched partition is hard to beat); the item-to-item
     scores, the merge and the top k are one compiled pass per user. A user with fewer than k
     candidate items is ranked over the whole catalogue, as ``blend_sparse`` does."""
+    return evaluate_chunk(mf, rec_w, nb_ids, nb_w, excl_rows, excl_cols, blend, candidates,
+                          k)[0]
+
+
+def evaluate_chunk(mf: np.ndarray, rec_w: np.ndarray, nb_ids: np.ndarray, nb_w: np.ndarray,
+                   excl_rows: np.ndarray, excl_cols: np.ndarray, blend: float, candidates: int,
+                   k: int, pop_top: np.ndarray | None = None, truth: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`blend_topk` and, in the same pass, the popularity baseline of the prequential
+    evaluation: whether each user's ``truth`` item (-1: none) is among the first k items of
+    ``pop_top`` that the user has not consumed (:func:`recengine.evaluation.
+    popularity_hits_pairs`, without a users x items mask)."""
     b, n = mf.shape
     kk = min(k, n)
     out = np.full((b, kk), -1, dtype=np.int64)
+    pop_hit = np.zeros(b, dtype=np.int8)
     if b == 0 or kk == 0:
-        return out
+        return out, pop_hit
+    pop = np.zeros(0, dtype=np.int64) if pop_top is None else np.asarray(pop_top, np.int64)
+    tr = np.full(b, -1, dtype=np.int64) if truth is None else np.asarray(truth, np.int64)
     mf[excl_rows, excl_cols] = -np.inf
     m = min(candidates, n) if blend > 0 else 0
     if m > 0:
@@ -151,7 +180,7 @@ def blend_topk(mf: np.ndarray, rec_w: np.ndarray, nb_ids: np.ndarray, nb_w: np.n
                         np.ascontiguousarray(rec_w, dtype=np.float32),
                         np.ascontiguousarray(nb_ids, dtype=np.int64),
                         np.ascontiguousarray(nb_w, dtype=np.float32), n, float(blend),
-                        int(candidates), kk, out)
+                        int(candidates), kk, out, pop, tr, pop_hit)
     few = np.flatnonzero(short)
     if len(few):  # too few candidates: rank the whole catalogue as blend_dense does
         keep = np.isin(excl_rows, few)
@@ -160,4 +189,4 @@ def blend_topk(mf: np.ndarray, rec_w: np.ndarray, nb_ids: np.ndarray, nb_w: np.n
         i2i = item2item_dense(rec_w[few], nb_ids[few], nb_w[few], n)
         out[few] = blend_dense_pairs(mf[few], i2i, remap[excl_rows[keep]], excl_cols[keep],
                                      blend, candidates, k, overwrite=True)
-    return out
+    return out, pop_hit

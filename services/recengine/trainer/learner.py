@@ -19,12 +19,12 @@ import numpy as np
 
 from recengine.config import Settings
 from recengine.cooc import ItemNeighbours, RecentItems
-from recengine.evaluation import RecallTracker, SeenItems, popularity_hits_pairs
+from recengine.evaluation import RecallTracker, SeenItems
 from recengine.events import EventBatch
 from recengine.model import GMF
 from recengine.popularity import Popularity
 from recengine.ranking import blend_dense, item2item_dense, recency_weights
-from recengine.trainer.blend_topk import blend_topk
+from recengine.trainer.blend_topk import evaluate_chunk
 from recengine.vocab import Vocabulary
 
 #: Users evaluated per scoring chunk (bounds memory at chunk x items floats; small chunks keep
@@ -99,7 +99,9 @@ class Learner:
         w = batch.weights(self.weights_table)
         ts = batch.ts
         order, occ, last = _user_order(u)
-        prev_rows = self._previous_items(u, i, order, occ)
+        # Each event's user's recent items just before it; the buffer moves on (the evaluation
+        # and the co-occurrence update below read ``prev_rows``, not the buffer).
+        prev_rows = self.recent.advance(u, i, ts)
         evaluated = 0
         if frac > 0:
             pick = self.rng.random(n) < frac if frac < 1.0 else np.ones(n, dtype=bool)
@@ -115,43 +117,13 @@ class Learner:
                                            float(ts.max()))
         self.model.partial_fit(u, i, w, n_items)
         self.neighbours.update(prev_rows, i, ts, w)
-        lu = u[last]
-        self.recent.rows[lu] = np.concatenate([i[last, None], prev_rows[last, :-1]], axis=1)
-        prev_ts = self._previous_times(u, ts, order, occ, last)
-        self.recent.ts[lu] = np.concatenate([ts[last, None], prev_ts[:, :-1]], axis=1)
         self.popularity.update(i, ts, w, self.item_category[i], self.categories.ids)
-        self.seen.add(u, i)
+        self.seen.add(u, i, order)
         np.add.at(self.user_events, u, 1)
         self.events += n
         self.last_ts = max(self.last_ts, float(ts.max()))
         self.dirty_users.update(u[last].tolist())
         return LearnStats(n, evaluated, time.perf_counter() - t0)
-
-    def _previous_times(self, u: np.ndarray, ts: np.ndarray, order: np.ndarray,
-                        occ: np.ndarray, events: np.ndarray) -> np.ndarray:
-        """The times that go with ``_previous_items`` of the given events, (len(events), L)."""
-        L = self.recent.length
-        pos = np.empty(len(u), dtype=np.int64)
-        pos[order] = np.arange(len(u))
-        d = np.arange(L)[None, :]
-        o = occ[events][:, None]
-        from_batch = ts[order][np.clip(pos[events][:, None] - 1 - d, 0, None)]
-        from_buffer = self.recent.ts[u[events][:, None], np.clip(d - o, 0, L - 1)]
-        return np.where(d < o, from_batch, from_buffer)
-
-    def _previous_items(self, u: np.ndarray, i: np.ndarray, order: np.ndarray,
-                        occ: np.ndarray) -> np.ndarray:
-        """Each event's user's L most recent items before it (in-batch ones first), (n, L)."""
-        L = self.recent.length
-        n = len(u)
-        pos = np.empty(n, dtype=np.int64)
-        pos[order] = np.arange(n)
-        d = np.arange(L)[None, :]
-        in_batch = d < occ[:, None]
-        sorted_items = i[order]
-        from_batch = sorted_items[np.clip(pos[:, None] - 1 - d, 0, None)]
-        from_buffer = self.recent.rows[u[:, None], np.clip(d - occ[:, None], 0, L - 1)]
-        return np.where(in_batch, from_batch, from_buffer)
 
     def _ensure(self, n_users: int, n_items: int) -> None:
         g = self.settings.growth
@@ -229,13 +201,14 @@ class Learner:
             ex_cols = np.concatenate([cols, extra_cols[in_chunk]])
             keep = ex_cols < n_items
             ex_rows, ex_cols = ex_rows[keep], ex_cols[keep]
-            tops.append(blend_topk(mf, recency_weights(rows, s.recency_decay), nb_ids, nb_w,
-                                     ex_rows, ex_cols, s.blend, s.candidates, k))
             # The baseline: popularity's top, long enough to hold k items the user has not seen.
             most_excluded = int(np.bincount(ex_rows, minlength=1).max())
             pop_top, _ = self.popularity.top(k + most_excluded)
-            pops.append(popularity_hits_pairs(pop_top, truth[start:stop], ex_rows, ex_cols, k,
-                                              n_items))
+            top, pop_hit = evaluate_chunk(mf, recency_weights(rows, s.recency_decay), nb_ids,
+                                          nb_w, ex_rows, ex_cols, s.blend, s.candidates, k,
+                                          pop_top, truth[start:stop])
+            tops.append(top)
+            pops.append(pop_hit)
         top = np.concatenate(tops)
         hits = ((top == truth[:, None]).any(1) & (truth >= 0)).astype(np.int8)
         self.tracker.record(hits, np.concatenate(pops), self.events)
