@@ -10,6 +10,8 @@ import ast
 import sys
 from pathlib import Path
 
+from generated import write_or_check
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "services" / "recengine" / "config.py"
 TARGET = ROOT / "docs" / "configuration.md"
@@ -50,14 +52,7 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is out of date: run python tools/gen_config_docs.py")
-            return 1
-        return 0
-    TARGET.write_text(text)
-    return 0
+    return write_or_check(TARGET, render(), sys.argv)
 
 
 if __name__ == "__main__":

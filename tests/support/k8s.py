@@ -51,67 +51,7 @@ spec:
       capacity: {cpu: "1k", memory: 1Ti, pods: "1k"}
       nodeInfo: {architecture: amd64, operatingSystem: linux, kubeletVersion: "fake", kubeProxyVersion: "fake", containerRuntimeVersion: "kwok"}
       phase: Running
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata: {name: pod-up}
-spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.podIP'
-      operator: 'DoesNotExist'
-    - key: '.metadata.annotations["recengine.io/embedding-version"]'
-      operator: 'NotIn'
-      values: [UNREADY]
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - {type: Initialized, status: "True", lastTransitionTime: {{ $now | Quote }}}
-      - {type: Ready, status: "True", lastTransitionTime: {{ $now | Quote }}}
-      - {type: ContainersReady, status: "True", lastTransitionTime: {{ $now | Quote }}}
-      containerStatuses:
-      {{ range .spec.containers }}
-      - {name: {{ .name | Quote }}, image: {{ .image | Quote }}, ready: true, restartCount: 0, state: {running: {startedAt: {{ $now | Quote }}}}}
-      {{ end }}
-      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
-      podIP: {{ PodIPWith .spec.nodeName false .metadata.uid .metadata.name .metadata.namespace | Quote }}
-      phase: Running
-      startTime: {{ $now | Quote }}
----
-apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata: {name: pod-stuck}
-spec:
-  resourceRef: {apiGroup: v1, kind: Pod}
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.podIP'
-      operator: 'DoesNotExist'
-    - key: '.metadata.annotations["recengine.io/embedding-version"]'
-      operator: 'In'
-      values: [UNREADY]
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - {type: Initialized, status: "True", lastTransitionTime: {{ $now | Quote }}}
-      - {type: Ready, status: "False", reason: ContainersNotReady, lastTransitionTime: {{ $now | Quote }}}
-      - {type: ContainersReady, status: "False", lastTransitionTime: {{ $now | Quote }}}
-      containerStatuses:
-      {{ range .spec.containers }}
-      - {name: {{ .name | Quote }}, image: {{ .image | Quote }}, ready: false, restartCount: 0, state: {running: {startedAt: {{ $now | Quote }}}}}
-      {{ end }}
-      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
-      podIP: {{ PodIPWith .spec.nodeName false .metadata.uid .metadata.name .metadata.namespace | Quote }}
-      phase: Running
-      startTime: {{ $now | Quote }}
----
+@POD_STAGES@---
 apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata: {name: pod-gone}
@@ -125,6 +65,52 @@ spec:
     finalizers: {empty: true}
     delete: true
 """
+
+#: A running pod's status; the index pods of the versions in ``unready_versions`` stay unready
+#: (stage ``pod-stuck``), every other pod becomes ready (``pod-up``).
+_POD_STAGE = """\
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: @NAME@}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'DoesNotExist'
+    - key: '.status.podIP'
+      operator: 'DoesNotExist'
+    - key: '.metadata.annotations["recengine.io/embedding-version"]'
+      operator: '@OP@'
+      values: [UNREADY]
+  next:
+    statusTemplate: |
+      {{ $now := Now }}
+      conditions:
+      - {type: Initialized, status: "True", lastTransitionTime: {{ $now | Quote }}}
+      - {type: Ready, status: "@STATUS@",@REASON@ lastTransitionTime: {{ $now | Quote }}}
+      - {type: ContainersReady, status: "@STATUS@", lastTransitionTime: {{ $now | Quote }}}
+      containerStatuses:
+      {{ range .spec.containers }}
+      - {name: {{ .name | Quote }}, image: {{ .image | Quote }}, ready: @READY@, restartCount: 0, state: {running: {startedAt: {{ $now | Quote }}}}}
+      {{ end }}
+      hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+      podIP: {{ PodIPWith .spec.nodeName false .metadata.uid .metadata.name .metadata.namespace | Quote }}
+      phase: Running
+      startTime: {{ $now | Quote }}
+"""
+
+
+def _pod_stage(name: str, ready: bool) -> str:
+    return (_POD_STAGE.replace("@NAME@", name).replace("@OP@", "NotIn" if ready else "In")
+            .replace("@STATUS@", "True" if ready else "False")
+            .replace("@REASON@", "" if ready else " reason: ContainersNotReady,")
+            .replace("@READY@", "true" if ready else "false"))
+
+
+STAGES = STAGES.replace("@POD_STAGES@", _pod_stage("pod-up", True) + _pod_stage("pod-stuck", False))
+
 
 
 def _tool(script: str) -> Path:
