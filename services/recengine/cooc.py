@@ -178,13 +178,6 @@ class RecentItems:
                         np.ascontiguousarray(ts, dtype=np.float64), prev)
         return prev
 
-    def push(self, users: np.ndarray, items: np.ndarray, ts: np.ndarray) -> None:
-        """Prepend one item per user; ``users`` must be unique in one call."""
-        self.rows[users, 1:] = self.rows[users, :-1]
-        self.ts[users, 1:] = self.ts[users, :-1]
-        self.rows[users, 0] = items
-        self.ts[users, 0] = ts
-
     def state(self, n_users: int) -> dict:
         return {"length": self.length, "rows": self.rows[:n_users].copy(),
                 "ts": self.ts[:n_users].copy()}

@@ -15,13 +15,13 @@ def _consume(nb: ItemNeighbours, recent: RecentItems, user: int, item: int, t: f
     """One event, as the learner applies it: learn from the user's previous items, then push."""
     prev, _ = recent.get(np.array([user]))
     nb.update(prev, np.array([item]), np.array([t]), np.array([weight], dtype=np.float32))
-    recent.push(np.array([user]), np.array([item]), np.array([t]))
+    recent.advance(np.array([user]), np.array([item]), np.array([t]))
 
 
 def test_recent_items_are_kept_newest_first_up_to_the_length() -> None:
     recent = RecentItems(length=3, capacity=4)
     for n, item in enumerate([10, 11, 12, 13]):
-        recent.push(np.array([2]), np.array([item]), np.array([100.0 + n]))
+        recent.advance(np.array([2]), np.array([item]), np.array([100.0 + n]))
     rows, ts = recent.get(np.array([2, 0]))
     np.testing.assert_array_equal(rows, [[13, 12, 11], [-1, -1, -1]])
     np.testing.assert_array_equal(ts[0], [103.0, 102.0, 101.0])
@@ -31,14 +31,14 @@ def test_recent_items_push_many_users_at_once_and_grow() -> None:
     recent = RecentItems(length=2, capacity=2)
     recent.ensure(5)
     assert len(recent.rows) >= 5
-    recent.push(np.array([0, 4]), np.array([7, 8]), np.array([1.0, 2.0]))
-    recent.push(np.array([4]), np.array([9]), np.array([3.0]))
+    recent.advance(np.array([0, 4]), np.array([7, 8]), np.array([1.0, 2.0]))
+    recent.advance(np.array([4]), np.array([9]), np.array([3.0]))
     np.testing.assert_array_equal(recent.get(np.array([0, 4]))[0], [[7, -1], [9, 8]])
 
 
 def test_recent_items_state_round_trips() -> None:
     recent = RecentItems(length=3, capacity=8)
-    recent.push(np.array([1, 3]), np.array([5, 6]), np.array([1.0, 2.0]))
+    recent.advance(np.array([1, 3]), np.array([5, 6]), np.array([1.0, 2.0]))
     copy = RecentItems.from_state(recent.state(4))
     for a, b in zip(recent.get(np.arange(4)), copy.get(np.arange(4)), strict=True):
         np.testing.assert_array_equal(a, b)
