@@ -24,6 +24,9 @@ import numpy as np
 
 MAX_ID_LENGTH = 256
 MAX_TYPE_LENGTH = 64
+#: 9999-12-31T23:59:59Z. A later time (even read as milliseconds) is garbage, and one such
+#: event would decay every time-weighted count to nothing.
+MAX_TS = 253402300799.0
 CSV_COLUMNS = ("user_id", "item_id", "event", "ts", "category", "title")
 
 
@@ -98,6 +101,8 @@ def parse_ts(value: object) -> float:
         raise EventError(f"ts {ts!r} is not a finite, non-negative epoch time")
     if ts > 1e11:  # milliseconds by mistake are a common producer bug; accept them
         ts /= 1000.0
+    if ts > MAX_TS:
+        raise EventError(f"ts {ts!r} is after the year 9999")
     return ts
 
 
@@ -232,11 +237,13 @@ class EventBatch:
                            count=len(self.kinds))
 
 
-class _Wire(msgspec.Struct, gc=False):
+class _Wire(msgspec.Struct, gc=False, forbid_unknown_fields=True):
     """What the fast path accepts: a JSON object whose event fields have the right JSON types
-    (unknown fields ignored, the last of duplicate keys wins, as ``json.loads``). A line it
-    refuses is not rejected: it takes the exact path, :func:`parse_json`, which gives the
-    reason (or accepts it, e.g. a time written as an ISO-8601 string)."""
+    (the last of duplicate keys wins, as ``json.loads``). A line it refuses is not rejected:
+    it takes the exact path, :func:`parse_json`, which gives the reason (or accepts it, e.g. a
+    time written as an ISO-8601 string, or a line with fields the event does not have).
+    Unknown fields are refused, not skipped, because msgspec skips a value without checking
+    its UTF-8, where ``json.loads`` rejects the line."""
 
     user_id: str | int
     item_id: str | int
@@ -304,7 +311,8 @@ def _decode_chunk(raws: Sequence[bytes | str], base: int) -> tuple[EventBatch, l
         try:
             wires.extend(map(_WIRE.decode, lines))
             break
-        except msgspec.DecodeError:  # ValidationError included; the line was consumed
+        # ValidationError included; an unknown key that is not UTF-8 fails as it is named.
+        except (msgspec.DecodeError, UnicodeDecodeError):  # the line was consumed
             refused.append(len(wires))
             wires.append(_FILLER)
     slow = np.zeros(n, dtype=bool)
@@ -323,6 +331,7 @@ def _decode_chunk(raws: Sequence[bytes | str], base: int) -> tuple[EventBatch, l
     ts = np.fromiter(map(_GET["ts"], wires), dtype=np.float64, count=n)
     slow |= ~np.isfinite(ts) | (ts < 0)
     ts = np.where(ts > 1e11, ts / 1000.0, ts)  # milliseconds by mistake, as parse_ts
+    slow |= ts > MAX_TS
 
     categories = list(map(_GET["category"], wires))
     metadata = list(map(_GET["metadata"], wires))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from event_lines import random_line
 
 from recengine.events import (
     Event,
@@ -99,6 +100,17 @@ def test_numeric_string_timestamps_are_accepted() -> None:
 def test_millisecond_timestamps_are_normalised_to_seconds() -> None:
     assert parse_ts(1700000000123) == pytest.approx(1700000000.123)
     assert validate({"user_id": "u", "item_id": "i", "ts": "1700000000000"}).ts == 1700000000.0
+
+
+def test_times_after_the_year_9999_are_rejected() -> None:
+    assert parse_ts(253402300799000) == 253402300799.0  # milliseconds, the last second
+    with pytest.raises(EventError, match="after the year 9999"):
+        parse_ts(253402300800000)
+    with pytest.raises(EventError, match="after the year 9999"):
+        parse_ts(2**80)
+    line = b'{"user_id": "u", "item_id": "i", "ts": 1208925819614629174706176}'
+    batch, rejected = decode_jsonl([line])
+    assert len(batch) == 0 and "after the year 9999" in rejected[0].reason
 
 
 MALFORMED_JSON = [
@@ -233,44 +245,10 @@ def test_column_decoder_agrees_with_the_line_parser() -> None:
     assert len(rejected) == len(MALFORMED_JSON)
 
 
-def _random_line(rng: random.Random, n: int) -> bytes:
-    """A JSON line that is valid, subtly invalid, or not a single JSON value at all."""
-    values = {
-        "user_id": [f"u{n}", f" u{n} ", n, "", "  ", True, 1.5, None, "x" * 257,
-                    " " + "y" * 256, ["u"], 2**70],
-        "item_id": [f"i{n % 50}", n % 50, "", {"id": 1}],
-        "event": ["view", "click", " buy ", "", "  ", 3, "e" * 65, None],
-        "ts": [1700000000 + n, 1700000000.5, 1700000000123, "1700000000", "2024-01-01T00:00:00Z",
-               "soon", -1, True, None, [1], 1e400, 2**80],
-        "category": ["books", "", None, 7, "c" * 257],
-        "metadata": [{"title": "Dune", "n": 2**70}, {}, None, "x", [1]],
-    }
-    doc = {}
-    for key, choices in values.items():
-        if rng.random() < 0.9:
-            # Mostly valid values, so whole batches take the fast path most of the time.
-            doc[key] = choices[0] if rng.random() < 0.7 else rng.choice(choices)
-    line = json.dumps(doc).encode()
-    shape = rng.random()
-    if shape < 0.04:
-        return line[: rng.randint(0, len(line))]  # truncated
-    if shape < 0.06:
-        return line + b" " + line  # two values on one line
-    if shape < 0.08:
-        return b"[" + line + b"]"
-    if shape < 0.09:
-        return line.replace(b"1700000000", b"NaN", 1)
-    if shape < 0.10:
-        return line.replace(b'"', b'"\xff', 1)  # not UTF-8
-    if shape < 0.11:
-        return line[:-1] + b', "user_id": "dup"}' if line.endswith(b"}") else line
-    return line
-
-
 @pytest.mark.parametrize("seed", range(8))
 def test_column_decoder_agrees_with_the_line_parser_on_random_lines(seed: int) -> None:
     rng = random.Random(seed)
-    raws = [_random_line(rng, n) for n in range(3000)]
+    raws = [random_line(rng, n) for n in range(3000)]
     batch, rejected = decode_jsonl(raws)
     expected_good, expected_bad = [], []
     for n, raw in enumerate(raws):
@@ -282,3 +260,10 @@ def test_column_decoder_agrees_with_the_line_parser_on_random_lines(seed: int) -
     assert batch.item_info == EventBatch.from_events(expected_good).item_info
     assert [(r.raw, r.reason, r.index) for r in rejected] == expected_bad
     assert expected_good and expected_bad
+
+
+def test_a_line_that_is_not_utf8_outside_the_event_fields_is_rejected() -> None:
+    raw = b'{"\xffx": 1, "user_id": "u", "item_id": "i", "ts": 1700000000}'
+    batch, rejected = decode_jsonl([raw])
+    assert len(batch) == 0
+    assert rejected[0].reason.startswith("invalid JSON")
