@@ -6,7 +6,7 @@ a loop built the way the reference design trains incrementally, on the same synt
 
 The stream comes from ``synth.write_stream`` (a JSON-lines file, malformed lines included) and
 the measured path is the trainer's real one: read the file (``FileEventSource.poll``) ->
-validate (``sources.decode``) -> ``EventBatch`` -> ``Learner.learn``, with the default
+validate and map ids to rows (``Learner.decode``) -> ``Learner.learn``, with the default
 ``Settings`` that ``recengine eval``, the demo and the trainer use (so evaluation sampling is
 ``eval_sample``). Recall@10 is that learner's own prequential measurement (test, then train;
 all items seen so far minus the user's own), beside the time-decayed popularity baseline that it
@@ -59,7 +59,7 @@ TARGET_RECALL_RATIO = 1.5
 
 def run_learner(path: Path, settings: Settings, limit: int | None = None,
                 eval_fraction: float | None = None) -> dict:
-    """The trainer's path over the file: poll -> decode -> EventBatch -> Learner.learn."""
+    """The trainer's path over the file: poll -> Learner.decode -> Learner.learn."""
     source = FileEventSource(path, settings.events_format, follow=False)
     learner = Learner(settings)
     events = rejected = 0
@@ -69,9 +69,8 @@ def run_learner(path: Path, settings: Settings, limit: int | None = None,
         raws = source.poll(want, 0.0)
         if not raws:
             break
-        good, bad = decode(raws, source.fmt)
+        batch, bad = learner.decode(raws, source.fmt)
         rejected += len(bad)
-        batch = EventBatch.from_events(good)
         learner.learn(batch, eval_fraction=eval_fraction)
         events += len(batch)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

@@ -15,8 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from recengine.config import Settings
-from recengine.events import EventBatch
-from recengine.sources import FileEventSource, decode
+from recengine.sources import FileEventSource
 from recengine.trainer.learner import Learner
 
 
@@ -34,10 +33,10 @@ def evaluate_file(path: Path, settings: Settings, fmt: str = "auto", progress: b
         raws = source.poll(settings.batch_size, 0.0)
         if not raws:
             break
-        good, bad = decode(raws, source.fmt)
+        batch, bad = learner.decode(raws, source.fmt)
         rejected += len(bad)
-        events += len(good)
-        stats = learner.learn(EventBatch.from_events(good), eval_fraction=eval_fraction)
+        events += len(batch)
+        stats = learner.learn(batch, eval_fraction=eval_fraction)
         learn_s += stats.seconds
         bar.update(source.position()["offset"] - bar.n)
         r, p = learner.tracker.rolling()

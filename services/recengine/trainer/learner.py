@@ -12,6 +12,7 @@ and popularity used to evaluate a batch are those from before it (test, then tra
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -20,11 +21,13 @@ import numpy as np
 from recengine.config import Settings
 from recengine.cooc import ItemNeighbours, RecentItems
 from recengine.evaluation import RecallTracker, SeenItems
-from recengine.events import EventBatch
+from recengine.events import EventBatch, Rejected
 from recengine.model import GMF
 from recengine.popularity import Popularity
 from recengine.ranking import blend_dense, item2item_dense, recency_weights
+from recengine.sources import decode
 from recengine.trainer.blend_topk import evaluate_chunk
+from recengine.trainer.row_decoder import RowBatch, RowDecoder
 from recengine.vocab import Vocabulary
 
 #: Users evaluated per scoring chunk (bounds memory at chunk x items floats; small chunks keep
@@ -80,23 +83,55 @@ class Learner:
         self.last_ts = 0.0
         self.rng = np.random.default_rng(seed)
         self.dirty_users: set[int] = set()
+        self._decoder: RowDecoder | None = None
+
+    # --- from records to rows --------------------------------------------------------------------
+    def decode(self, raws: Sequence[bytes], fmt: str = "jsonl") -> tuple[RowBatch, list[Rejected]]:
+        """Validate polled records into a batch of rows to :meth:`learn` (new ids get rows
+        now), and the rejects with their reasons. JSON lines take the compiled scanner
+        (:mod:`recengine.trainer.row_decoder`); CSV, TSV and text lines the string path."""
+        if fmt == "jsonl":
+            try:
+                data = b"".join(raws)
+            except TypeError:  # text lines (tools, tests): the string path below
+                pass
+            else:
+                d = self._decoder
+                if d is None or d.users is not self.users or d.items is not self.items:
+                    d = self._decoder = RowDecoder(self.users, self.items, self.weights_table)
+                return d.decode(raws, data)
+        batch, rejected = decode(raws, fmt)
+        return self.rows(batch), rejected
+
+    def rows(self, batch: EventBatch) -> RowBatch:
+        """A batch of validated events as rows (new ids get rows)."""
+        items_before = len(self.items)
+        u = self.users.add(batch.users)
+        i = self.items.add(batch.items)
+        get = self.items.get
+        info = {get(item_id): doc for item_id, doc in batch.item_info.items()}
+        if info and self._decoder is not None:
+            self._decoder.forget(info)
+        return RowBatch(u, i, batch.weights(self.weights_table), batch.ts, items_before, info)
 
     # --- the hot path ----------------------------------------------------------------------------
-    def learn(self, batch: EventBatch, eval_fraction: float | None = None) -> LearnStats:
-        """Evaluate (a sample of) then learn one micro-batch, vectorised over all its events."""
+    def learn(self, batch: RowBatch | EventBatch, eval_fraction: float | None = None
+              ) -> LearnStats:
+        """Evaluate (a sample of) then learn one micro-batch, vectorised over all its events.
+        A :class:`RowBatch` comes from :meth:`decode` or :meth:`rows` of this learner."""
         t0 = time.perf_counter()
+        if isinstance(batch, EventBatch):
+            batch = self.rows(batch)
         n = len(batch)
         if n == 0:
             return LearnStats(0, 0, 0.0)
         frac = self.settings.eval_sample if eval_fraction is None else eval_fraction
-        items_before = len(self.items)
-        u = self.users.add(batch.users)
-        i = self.items.add(batch.items)
-        known = i < items_before  # an item new to the learner is a miss
+        u, i = batch.users, batch.items
+        known = i < batch.items_before  # an item new to the learner is a miss
         n_items = len(self.items)
         self._ensure(len(self.users), n_items)
-        self._record_item_info(batch)
-        w = batch.weights(self.weights_table)
+        self._record_item_info(batch.item_info)
+        w = batch.weights
         ts = batch.ts
         order, occ, last = _user_order(u)
         # Each event's user's recent items just before it; the buffer moves on (the evaluation
@@ -144,15 +179,9 @@ class Learner:
         changed, self._info_changed = self._info_changed, set()
         return {r: self.item_info[r] for r in changed}
 
-    def _record_item_info(self, batch: EventBatch) -> None:
-        if not batch.item_info:
-            return
-        get = self.items.get
+    def _record_item_info(self, info: dict[int, dict]) -> None:
         known = self.item_info
-        for item_id, doc in batch.item_info.items():
-            row = get(item_id)
-            if row is None:
-                continue
+        for row, doc in info.items():
             old = known.get(row)
             if old is not None and old.items() >= doc.items():
                 continue  # nothing new: most events repeat what their item already has

@@ -21,10 +21,9 @@ import torch
 from recengine.artifacts import ArtifactStore
 from recengine.config import Settings
 from recengine.errors import BackendUnavailable
-from recengine.events import EventBatch
 from recengine.lease import TrainerLease, checkpoint_seq
 from recengine.metrics import Metrics
-from recengine.sources import DeadLetterSink, EventSource, decode
+from recengine.sources import DeadLetterSink, EventSource
 from recengine.stores import Cache, UserRecord, UserStore
 from recengine.trainer.learner import Learner
 from recengine.trainer.userwriter import UserWriter
@@ -100,20 +99,20 @@ class Trainer:
         raws = self.source.poll(self.s.batch_size, self.s.batch_latency_s)
         if raws:
             with self.metrics.timer("batch_ms"):
-                events, rejected = decode(raws, self.source.fmt)
+                batch, rejected = self.learner.decode(raws, self.source.fmt)
                 self.dlq.write(rejected)
-                stats = self.learner.learn(EventBatch.from_events(events))
+                stats = self.learner.learn(batch)
             self.c.consumed += len(raws)
             self.c.rejected += len(rejected)
-            self.c.applied += len(events)
-            self._since_publish += len(events)
-            self._since_checkpoint += len(events)
+            self.c.applied += len(batch)
+            self._since_publish += len(batch)
+            self._since_checkpoint += len(batch)
             self.metrics.incr("events_consumed", len(raws))
-            self.metrics.incr("events_applied", len(events))
+            self.metrics.incr("events_applied", len(batch))
             if rejected:
                 self.metrics.incr("events_rejected", len(rejected))
             if stats.seconds > 0:
-                self.metrics.gauge("events_per_second", len(events) / stats.seconds)
+                self.metrics.gauge("events_per_second", len(batch) / stats.seconds)
         self._periodic()
         return len(raws)
 

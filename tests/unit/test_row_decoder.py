@@ -1,0 +1,121 @@
+"""The compiled JSON-lines decoder gives exactly what the string path gives."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from event_lines import random_line, scanner_line
+
+from recengine.config import Settings
+from recengine.events import Event, EventBatch, decode_jsonl
+from recengine.trainer.id_index import IdIndex
+from recengine.trainer.learner import Learner
+from recengine.trainer.row_decoder import RowBatch
+from recengine.vocab import Vocabulary
+
+
+def _settings() -> Settings:
+    return Settings.load({"event_weights": "view=1,click=2,buy=5"}, env={})
+
+
+def _both(batches: list[list[bytes]]) -> tuple[Learner, Learner]:
+    """Two learners fed the same batches, one through the scanner and one through the string
+    path, checking every batch's rows, weights, times, descriptions and rejects."""
+    fast, exact = Learner(_settings()), Learner(_settings())
+    for raws in batches:
+        got, got_rejected = fast.decode(raws)
+        events, rejected = decode_jsonl(raws)
+        want = exact.rows(EventBatch.from_events(events))
+        np.testing.assert_array_equal(got.users, want.users)
+        np.testing.assert_array_equal(got.items, want.items)
+        np.testing.assert_array_equal(got.weights, want.weights)
+        assert got.weights.dtype == want.weights.dtype == np.float32
+        np.testing.assert_array_equal(got.ts, want.ts)
+        assert got.items_before == want.items_before
+        assert [(r.raw, r.reason, r.index) for r in got_rejected] == \
+            [(r.raw, r.reason, r.index) for r in rejected]
+        # The scanner leaves out descriptions that cannot change what the learner knows.
+        exact_changes = {row: doc for row, doc in want.item_info.items()
+                         if not (row in exact.item_info
+                                 and exact.item_info[row].items() >= doc.items())}
+        assert [(r, d) for r, d in got.item_info.items() if r in exact_changes] == \
+            list(exact_changes.items())
+        fast.learn(got, eval_fraction=0.0)
+        exact.learn(want, eval_fraction=0.0)
+        assert fast.item_info == exact.item_info
+        assert fast.categories.ids == exact.categories.ids
+        np.testing.assert_array_equal(fast.item_category, exact.item_category)
+    assert fast.users.ids == exact.users.ids
+    assert fast.items.ids == exact.items.ids
+    return fast, exact
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_scanner_agrees_with_the_string_path_on_random_lines(seed: int) -> None:
+    rng = random.Random(seed)
+    lines = [scanner_line(rng, n) for n in range(6000)]
+    sizes = [1, 7, 500, 2000, 3492]
+    batches, at = [], 0
+    for size in sizes:
+        batches.append(lines[at:at + size])
+        at += size
+    fast, _ = _both(batches)
+    assert len(fast.users) > 100
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_scanner_agrees_on_the_column_decoders_random_lines(seed: int) -> None:
+    rng = random.Random(seed)
+    lines = [random_line(rng, n) for n in range(3000)]
+    _both([lines[:1000], lines[1000:]])
+
+
+def test_most_lines_of_a_producers_stream_take_the_scanner() -> None:
+    lines = [(f'{{"user_id":"u{n % 97}","item_id":"i{n % 31}","event":"click","ts":{1.7e9 + n},'
+              f'"category":"c{n % 31 % 4}","metadata":{{"title":"T{n % 31}"}}}}').encode()
+             for n in range(4000)]
+    learner = Learner(_settings())
+    batch, rejected = learner.decode(lines[:2000])
+    assert not rejected and len(batch) == 2000
+    assert len(batch.item_info) == 31  # every item's first description is new
+    np.testing.assert_array_equal(batch.weights, np.full(2000, 2.0, dtype=np.float32))
+    learner.learn(batch, eval_fraction=0.0)
+    again, _ = learner.decode(lines[2000:])
+    assert again.item_info == {}  # the same descriptions again change nothing
+    assert again.items_before == 31
+
+
+def test_a_description_changed_by_the_string_path_is_decoded_again() -> None:
+    learner = Learner(_settings())
+    line = b'{"user_id":"u","item_id":"i","ts":1700000000,"metadata":{"title":"A"}}'
+    batch, _ = learner.decode([line])
+    learner.learn(batch, eval_fraction=0.0)
+    learner.learn(learner.decode([line.replace(b'"A"', b'"B"')]
+                                 )[0], eval_fraction=0.0)
+    assert learner.item_info[0] == {"title": "B"}
+    learner.learn(EventBatch.from_events([Event("u", "i", "view", 1.7e9, None, {"title": "C"})]),
+                  eval_fraction=0.0)
+    again, _ = learner.decode([line.replace(b'"A"', b'"B"')])
+    assert again.item_info == {0: {"title": "B"}}
+
+
+def test_text_lines_and_other_formats_take_the_string_path() -> None:
+    learner = Learner(_settings())
+    batch, rejected = learner.decode(['{"user_id":"u","item_id":"i","ts":1700000000}', "nope"])
+    assert isinstance(batch, RowBatch) and len(batch) == 1 and len(rejected) == 1
+    batch, rejected = learner.decode([b"u1\ti1\t1700000000"], "tsv")
+    assert len(batch) == 1 and learner.users.ids == ["u", "u1"]
+
+
+def test_id_index_follows_its_vocabulary_through_resizes() -> None:
+    vocab = Vocabulary()
+    index = IdIndex(vocab)
+    ids = [f"id-{n}" for n in range(5000)] + ["é", "\ud800"]
+    for start in range(0, len(ids), 701):
+        vocab.add(ids[start:start + 701])
+        index.sync()
+    assert all(index.lookup(x.encode("utf-8", "surrogatepass")) == n for n, x in enumerate(ids))
+    assert index.lookup(b"id-5000") == -1
+    assert index.lookup(b"") == -1
