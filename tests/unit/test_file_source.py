@@ -31,27 +31,32 @@ def line_by_line(data: bytes, fmt: str, follow: bool) -> tuple[list[bytes], int]
     return out, offset
 
 
-def random_stream(rng: random.Random, lines: int) -> bytes:
+def random_stream(rng: random.Random, lines: int, messy: bool = True) -> bytes:
+    """Event lines; ``messy``: with blank lines of every kind and CRLF endings, else only the
+    odd empty line (the common shapes, which take the block path without per-line work)."""
     parts = []
     for n in range(lines):
         kind = rng.random()
         if kind < 0.05:
-            parts.append(rng.choice([b"", b"   ", b"\t", b" \r", b"\x0b"]))
+            blanks = [b"", b"   ", b"\t", b" \r", b"\x0b", b" x"] if messy else [b""]
+            parts.append(rng.choice(blanks))
         elif kind < 0.07:
             parts.append(b"user_id,item_id,event,ts")
         elif kind < 0.08:
             parts.append(b'{"user_id":"u","pad":"' + b"x" * rng.randint(70_000, 200_000) + b'"}')
         else:
             parts.append(b'{"user_id":"u%d","item_id":"i%d","ts":%d}' % (n, rng.randint(0, 99), n))
-    ending = [b"\n", b"\r\n"]
+    ending = [b"\n", b"\r\n", b"\r\r\n"] if messy else [b"\n"]
     return b"".join(p + rng.choice(ending) for p in parts)
 
 
+@pytest.mark.parametrize("messy", [True, False])
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
-def test_polls_hand_out_every_line_once_in_order(tmp_path: Path, seed: int, fmt: str) -> None:
+def test_polls_hand_out_every_line_once_in_order(tmp_path: Path, seed: int, fmt: str,
+                                                 messy: bool) -> None:
     rng = random.Random(seed)
-    data = random_stream(rng, 600)
+    data = random_stream(rng, 600, messy)
     if seed % 2:
         data += b'{"user_id":"tail","item_id":"t","ts":1}'  # no final newline
     path = tmp_path / f"events.{fmt}"

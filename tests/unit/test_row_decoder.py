@@ -119,3 +119,17 @@ def test_id_index_follows_its_vocabulary_through_resizes() -> None:
     assert all(index.lookup(x.encode("utf-8", "surrogatepass")) == n for n, x in enumerate(ids))
     assert index.lookup(b"id-5000") == -1
     assert index.lookup(b"") == -1
+
+
+def test_lines_whose_metadata_only_the_exact_parser_decides_keep_first_appearance() -> None:
+    # msgspec refuses NaN and a broken object; json.loads takes NaN and rejects the other. The
+    # first line of "new" is the first, then the second, so the rows must follow.
+    lines = [b'{"user_id":"old","item_id":"a","ts":1700000000}',
+             b'{"user_id":"new1","item_id":"b","ts":1700000001,"metadata":{"x":NaN}}',
+             b'{"user_id":"new2","item_id":"c","ts":1700000002,"metadata":{"x":]}',
+             b'{"user_id":"new3","item_id":"c","ts":1700000003}',
+             b'{"user_id":"new1","item_id":"d","ts":1700000004}',
+             b'{"user_id":"new2","item_id":"b","ts":1700000005}']
+    fast, _ = _both([lines[:1], lines[1:]])
+    assert fast.users.ids == ["old", "new1", "new3", "new2"]
+    assert np.isnan(fast.item_info[1]["x"])

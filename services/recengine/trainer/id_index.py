@@ -29,25 +29,31 @@ def fnv1a(buf: np.ndarray, start: int, stop: int) -> np.uint64:
 
 
 @njit(inline="always")
-def find(buf: np.ndarray, start: int, stop: int, table: np.ndarray, hashes: np.ndarray,
-         arena: np.ndarray, offsets: np.ndarray) -> int:
-    """The row of the id ``buf[start:stop]``, or -1 when the index does not hold it."""
-    h = fnv1a(buf, start, stop)
+def equal_bytes(x: np.ndarray, at_x: int, y: np.ndarray, at_y: int, n: int) -> bool:
+    """``x[at_x:at_x + n] == y[at_y:at_y + n]``, without slicing (no array views)."""
+    j = 0
+    while j < n and x[at_x + j] == y[at_y + j]:
+        j += 1
+    return j == n
+
+
+@njit(inline="always")
+def probe(buf: np.ndarray, start: int, stop: int, h: np.uint64, table: np.ndarray,
+          hashes: np.ndarray, keys: np.ndarray, key_starts: np.ndarray,
+          key_ends: np.ndarray) -> int:
+    """The slot of ``table`` that holds the id ``buf[start:stop]`` (whose :func:`fnv1a` is
+    ``h``), or the empty slot (-1) where it would go. ``table`` holds numbers r whose id is
+    ``keys[key_starts[r]:key_ends[r]]`` and whose hash is ``hashes[r]``."""
     mask = len(table) - 1
     slot = np.int64(h & np.uint64(mask))
     n = stop - start
     while True:
         r = table[slot]
         if r < 0:
-            return -1
-        if hashes[r] == h:
-            s = offsets[r]
-            if offsets[r + 1] - s == n:
-                j = 0
-                while j < n and arena[s + j] == buf[start + j]:
-                    j += 1
-                if j == n:
-                    return r
+            return slot
+        s = key_starts[r]
+        if hashes[r] == h and key_ends[r] - s == n and equal_bytes(keys, s, buf, start, n):
+            return slot
         slot = (slot + 1) & mask
 
 
@@ -56,14 +62,12 @@ def _insert_rows(table: np.ndarray, hashes: np.ndarray, arena: np.ndarray, offse
                  hashed: int, first: int, stop: int) -> None:
     """Hash rows ``hashed..stop`` and put rows ``first..stop`` into ``table`` (``first`` is 0
     after a resize, when the table starts empty and every row goes in again)."""
+    starts, ends = offsets[:-1], offsets[1:]
     for r in range(hashed, stop):
-        hashes[r] = fnv1a(arena, offsets[r], offsets[r + 1])
-    mask = len(table) - 1
+        hashes[r] = fnv1a(arena, starts[r], ends[r])
     for r in range(first, stop):
-        slot = np.int64(hashes[r] & np.uint64(mask))
-        while table[slot] >= 0:
-            slot = (slot + 1) & mask
-        table[slot] = r
+        a, b = starts[r], ends[r]
+        table[probe(arena, a, b, hashes[r], table, hashes, arena, starts, ends)] = r
 
 
 def _grown(a: np.ndarray, need: int, fill: int = 0) -> np.ndarray:
@@ -114,14 +118,21 @@ class IdIndex:
         _insert_rows(self.table, self.hashes, self.arena, self.offsets, start, first, stop)
         self.size = stop
 
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """What :func:`probe` reads after ``buf, start, stop, h``: the table, the rows' hashes,
+        their bytes and where each row's bytes start and end."""
+        return self.table, self.hashes, self.arena, self.offsets[:-1], self.offsets[1:]
+
     def lookup(self, key: bytes) -> int:
         """The row of one id given as bytes (-1 if unknown); for tests and tools."""
         self.sync()
         buf = np.frombuffer(key, dtype=np.uint8)
-        return _lookup_one(buf, self.table, self.hashes, self.arena, self.offsets)
+        return _lookup_one(buf, *self.arrays)
 
 
 @njit(cache=True)
 def _lookup_one(buf: np.ndarray, table: np.ndarray, hashes: np.ndarray, arena: np.ndarray,
-                offsets: np.ndarray) -> int:
-    return find(buf, 0, len(buf), table, hashes, arena, offsets)
+                key_starts: np.ndarray, key_ends: np.ndarray) -> int:
+    n = len(buf)
+    return table[probe(buf, 0, n, fnv1a(buf, 0, n), table, hashes, arena, key_starts, key_ends)]

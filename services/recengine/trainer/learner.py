@@ -25,7 +25,7 @@ from recengine.events import EventBatch, Rejected
 from recengine.model import GMF
 from recengine.popularity import Popularity
 from recengine.ranking import blend_dense, item2item_dense, recency_weights
-from recengine.sources import decode
+from recengine.sources import Lines, decode
 from recengine.trainer.blend_topk import evaluate_chunk
 from recengine.trainer.row_decoder import RowBatch, RowDecoder
 from recengine.vocab import Vocabulary
@@ -91,15 +91,20 @@ class Learner:
         now), and the rejects with their reasons. JSON lines take the compiled scanner
         (:mod:`recengine.trainer.row_decoder`); CSV, TSV and text lines the string path."""
         if fmt == "jsonl":
-            try:
-                data = b"".join(raws)
-            except TypeError:  # text lines (tools, tests): the string path below
-                pass
-            else:
-                d = self._decoder
-                if d is None or d.users is not self.users or d.items is not self.items:
-                    d = self._decoder = RowDecoder(self.users, self.items, self.weights_table)
-                return d.decode(raws, data)
+            data = None
+            if not isinstance(raws, Lines):
+                try:
+                    data = b"".join(raws)
+                except TypeError:  # text lines (tools, tests): the string path below
+                    return self._rows_of(raws, fmt)
+            d = self._decoder
+            if d is None or d.users is not self.users or d.items is not self.items:
+                d = self._decoder = RowDecoder(self.users, self.items, self.weights_table)
+            return d.decode(raws, data)
+        return self._rows_of(raws, fmt)
+
+    def _rows_of(self, raws: Sequence[bytes], fmt: str) -> tuple[RowBatch, list[Rejected]]:
+        """The string path: events parsed and validated as strings, then mapped to rows."""
         batch, rejected = decode(raws, fmt)
         return self.rows(batch), rejected
 

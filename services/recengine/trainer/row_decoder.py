@@ -12,8 +12,8 @@ times, with the same events, values, reasons and item descriptions as the exact 
 accepts the line): a line is taken when it is one JSON object, with optional whitespace,
 holding only the event's keys, each at most once, with
 
-- ``user_id`` / ``item_id``: a string of printable ASCII without escapes, not empty, at most
-  256 characters, no space at either end (so ``str.strip`` would not change it); or a
+- ``user_id`` / ``item_id``: a string of ASCII without escapes or control bytes, not empty,
+  at most 256 characters, no space at either end (so ``str.strip`` would not change it); or a
   non-negative JSON integer (its digits are the id, as ``str(int)`` writes it);
 - ``ts``: a non-negative JSON number without exponent whose digits fit in 2**53 with at most
   22 decimals: then ``digits / 10**decimals`` is one correctly rounded IEEE division of two
@@ -22,8 +22,11 @@ holding only the event's keys, each at most once, with
   64 and 256 characters; ``metadata``: null or a JSON object.
 
 Ids resolve through :class:`~recengine.trainer.id_index.IdIndex` (hash tables over the
-vocabularies' bytes); only an id new to the vocabulary becomes a Python string, and it gets its
-row from the vocabulary in the same order of first appearance as the string path.
+vocabularies' bytes); only an id new to the vocabulary becomes a Python string, once per batch
+however often it recurs, and it gets its row from the vocabulary in the same order of first
+appearance as on the string path. Lines polled from a file arrive as
+:class:`~recengine.sources.Lines` (one buffer and line offsets), which the scanner reads in
+place; other sources' lines are joined into one buffer first.
 
 **Item descriptions** (``category`` and ``metadata``) repeat on most events. The learner merges
 a batch's last description of each item into what it knows; a description whose bytes equal
@@ -51,7 +54,8 @@ from recengine.events import (
     Rejected,
     parse_json,
 )
-from recengine.trainer.id_index import IdIndex, find
+from recengine.sources import Lines
+from recengine.trainer.id_index import IdIndex, equal_bytes, fnv1a, probe
 from recengine.vocab import Vocabulary
 
 
@@ -174,38 +178,38 @@ def _same_bytes(buf: np.ndarray, a: int, b: int, stored: int, arena: np.ndarray,
     at ``arena[at:]``."""
     if a < 0 or stored < 0:
         return a < 0 and stored < 0
-    if b - a != stored:
-        return False
-    j = 0
-    while j < stored and buf[a + j] == arena[at + j]:
-        j += 1
-    return j == stored
+    return b - a == stored and equal_bytes(buf, a, arena, at, stored)
 
 
 # ``_nrt=False``: the scanner allocates nothing, and without the runtime numba emits no
 # reference counting for the arrays its inlined helpers take; with it, the increments and
 # decrements left in the branches made the scan 2.5x slower (numba issue #2350).
 @njit(cache=True, nogil=True, _nrt=False)
-def _scan(buf: np.ndarray, bounds: np.ndarray, names: np.ndarray, name_offsets: np.ndarray,
-          pow10: np.ndarray,
-          u_table: np.ndarray, u_hashes: np.ndarray, u_arena: np.ndarray, u_offsets: np.ndarray,
-          i_table: np.ndarray, i_hashes: np.ndarray, i_arena: np.ndarray, i_offsets: np.ndarray,
-          k_table: np.ndarray, k_hashes: np.ndarray, k_arena: np.ndarray, k_offsets: np.ndarray,
+def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarray,
+          name_offsets: np.ndarray, pow10: np.ndarray,
+          users: tuple, items: tuple, kinds: tuple,
           d_at: np.ndarray, d_cat: np.ndarray, d_meta: np.ndarray, d_arena: np.ndarray,
-          status: np.ndarray, rows: np.ndarray, spans: np.ndarray, ts: np.ndarray,
-          desc: np.ndarray) -> None:
-    """Parse each line ``buf[bounds[n]:bounds[n + 1]]`` (see the module docstring for what is
-    taken). Per line: ``status``; ``rows`` (user, item, event type; -1 when new to the
-    vocabulary); ``spans`` of the id, type, category and metadata bytes (-1: absent);
-    ``ts``; and whether it describes its item with bytes that differ from the stored ones."""
-    for n in range(len(bounds) - 1):
-        end = bounds[n + 1]
+          new_tables: np.ndarray, new_hashes: np.ndarray, new_starts: np.ndarray,
+          new_ends: np.ndarray, new_counts: np.ndarray, status: np.ndarray, rows: np.ndarray,
+          spans: np.ndarray, ts: np.ndarray, desc: np.ndarray) -> None:
+    """Parse each line ``buf[starts[n]:ends[n]]`` (see the module docstring for what is
+    taken). Per line: ``status``; ``rows`` (user, item, event type: the vocabulary's row
+    from ``users``, ``items``, ``kinds`` (:attr:`IdIndex.arrays`); -1 when not found, and for
+    a user or item, ``-2 - m`` instead, where m numbers the ids new in this batch in order
+    of first appearance, so each new id needs one string and one vocabulary insert however
+    often it recurs); ``spans`` of the id, type, category and metadata bytes (-1: absent);
+    ``ts``; and whether it describes its item with bytes that differ from the stored ones.
+    ``new_*`` is the scratch of the new-id tables (row 0 users, row 1 items);
+    ``new_counts`` receives how many new ids each has."""
+    new_counts[0] = new_counts[1] = 0
+    for n in range(len(starts)):
+        end = ends[n]
         status[n] = 1
         rows[n, 0] = rows[n, 1] = rows[n, 2] = -1
         desc[n] = 0
         for c in range(10):
             spans[n, c] = -1
-        p = _ws(buf, bounds[n], end)
+        p = _ws(buf, starts[n], end)
         if p >= end or buf[p] != 123:
             continue
         p = _ws(buf, p + 1, end)
@@ -328,14 +332,30 @@ def _scan(buf: np.ndarray, bounds: np.ndarray, names: np.ndarray, name_offsets: 
             continue
         status[n] = 0
         ts[n] = value
-        rows[n, 0] = find(buf, spans[n, 0], spans[n, 1], u_table, u_hashes, u_arena, u_offsets)
-        item = find(buf, spans[n, 2], spans[n, 3], i_table, i_hashes, i_arena, i_offsets)
-        rows[n, 1] = item
+        for w in range(2):  # the user, then the item
+            a, b = spans[n, 2 * w], spans[n, 2 * w + 1]
+            h = fnv1a(buf, a, b)
+            ix = users if w == 0 else items
+            row = ix[0][probe(buf, a, b, h, ix[0], ix[1], ix[2], ix[3], ix[4])]
+            if row < 0:
+                table = new_tables[w]
+                slot = probe(buf, a, b, h, table, new_hashes[w], buf, new_starts[w],
+                             new_ends[w])
+                m = table[slot]
+                if m < 0:
+                    m = table[slot] = new_counts[w]
+                    new_hashes[w, m], new_starts[w, m], new_ends[w, m] = h, a, b
+                    new_counts[w] = m + 1
+                row = -2 - m
+            rows[n, w] = row
+        item = rows[n, 1]
         if spans[n, 4] < 0:
             rows[n, 2] = 0  # "view", the first type the decoder knows
         else:
-            rows[n, 2] = find(buf, spans[n, 4], spans[n, 5], k_table, k_hashes, k_arena,
-                              k_offsets)
+            a, b = spans[n, 4], spans[n, 5]
+            h = fnv1a(buf, a, b)
+            rows[n, 2] = kinds[0][probe(buf, a, b, h, kinds[0], kinds[1], kinds[2], kinds[3],
+                                        kinds[4])]
         if spans[n, 6] < 0 and spans[n, 8] < 0:
             continue
         desc[n] = 2
@@ -367,18 +387,25 @@ class _Descriptions:
                 grown[: len(old)] = old
                 setattr(self, name, grown)
 
-    def forget(self, row: int) -> None:
-        self.at[row] = -1
+    def forget(self, rows: np.ndarray) -> None:
+        self.at[rows] = -1
 
-    def keep(self, row: int, cat: bytes | None, meta: bytes | None) -> None:
-        data = (cat or b"") + (meta or b"")
-        if self.used + len(data) > len(self.arena):
-            self._make_room(len(data))
-        self.arena[self.used: self.used + len(data)] = np.frombuffer(data, dtype=np.uint8)
-        self.at[row] = self.used
-        self.cat[row] = -1 if cat is None else len(cat)
-        self.meta[row] = -1 if meta is None else len(meta)
-        self.used += len(data)
+    def keep(self, rows: np.ndarray, spans: np.ndarray, data: bytes) -> None:
+        """Keep the description bytes ``data[spans[r, 0]:spans[r, 1]]`` (category) and
+        ``data[spans[r, 2]:spans[r, 3]]`` (metadata; -1: absent) for item ``rows[r]``."""
+        present = spans[:, 0::2] >= 0
+        lengths = np.where(present, spans[:, 1::2] - spans[:, 0::2], -1)
+        flat = spans.tolist()
+        blob = b"".join([data[a:b] for a, b, c, e in flat for a, b in ((a, b), (c, e))
+                         if a >= 0])
+        if self.used + len(blob) > len(self.arena):
+            self._make_room(len(blob))
+        self.arena[self.used: self.used + len(blob)] = np.frombuffer(blob, dtype=np.uint8)
+        sizes = np.maximum(lengths, 0).sum(axis=1)
+        self.at[rows] = self.used + np.cumsum(sizes) - sizes
+        self.cat[rows] = lengths[:, 0]
+        self.meta[rows] = lengths[:, 1]
+        self.used += len(blob)
 
     def _make_room(self, need: int) -> None:
         """Compact the arena (replaced descriptions leave garbage), growing it when the live
@@ -412,6 +439,44 @@ def _description(meta: dict | None, cat: str | None) -> dict:
     return doc
 
 
+def _resolve(vocab: Vocabulary, rows: np.ndarray, status: np.ndarray, spans: np.ndarray,
+             col: int, data: bytes, events: dict, attr: str) -> np.ndarray:
+    """Vocabulary rows for a column of the scanner's ``rows``. Ids new to the vocabulary
+    (``-2 - m``) need one key each, taken from their first line; an unresolved id (-1: a type
+    the scanner does not know, or a line the exact parser took) needs one per line. The keys
+    go to the vocabulary in line order, so new rows follow first appearance exactly as on the
+    string path."""
+    new = (rows <= -2) & (status == _FAST)
+    lines = np.flatnonzero(new)
+    numbers = -2 - rows[lines]
+    uniq, first = np.unique(numbers, return_index=True)
+    keyed = lines[first]  # the first line of each new id
+    unresolved = np.flatnonzero((rows == -1) & (status != _REJECTED))
+    if len(unresolved):
+        keyed = np.concatenate([keyed, unresolved])
+    out = rows.copy()
+    if not len(keyed):
+        return out
+    order = np.argsort(keyed, kind="stable")
+    ordered = keyed[order].tolist()
+    starts = spans[ordered, col].tolist()
+    stops = spans[ordered, col + 1].tolist()
+    keys = [data[a:b].decode() for a, b in zip(starts, stops, strict=True)]
+    if events:  # the exact parser's lines carry their decoded id
+        for q, r in enumerate(ordered):
+            e = events.get(r)
+            if e is not None:
+                keys[q] = getattr(e, attr)
+    got = np.empty(len(keyed), dtype=np.int64)
+    got[order] = vocab.add(keys)
+    if len(uniq):
+        number_rows = np.empty(int(uniq[-1]) + 1, dtype=np.int64)
+        number_rows[uniq] = got[: len(uniq)]
+        out[lines] = number_rows[numbers]
+    out[unresolved] = got[len(uniq):]
+    return out
+
+
 class RowDecoder:
     """Decodes JSON event lines into :class:`RowBatch` es for one learner's vocabularies."""
 
@@ -426,20 +491,24 @@ class RowDecoder:
     def forget(self, rows: Iterable[int]) -> None:
         """Items described by another path: their next description here is decoded again."""
         self._desc.ensure(len(self.items))
-        for row in rows:
-            self._desc.forget(row)
+        self._desc.forget(np.fromiter(rows, dtype=np.int64))
 
     def decode(self, raws: Sequence[bytes], data: bytes | None = None
                ) -> tuple[RowBatch, list[Rejected]]:
         """Validate JSON lines and map them to rows; the rejects carry their reasons and their
-        positions in ``raws``. New ids get rows in the vocabularies. ``data`` is
-        ``b"".join(raws)`` when the caller has it."""
+        positions in ``raws``. New ids get rows in the vocabularies. The scanner reads
+        :class:`~recengine.sources.Lines` in place; other lines are joined first (``data`` is
+        ``b"".join(raws)`` when the caller has it)."""
         n = len(raws)
-        if data is None:
-            data = b"".join(raws)
+        if isinstance(raws, Lines):
+            data, starts, ends = raws.data, raws.starts, raws.ends
+        else:
+            if data is None:
+                data = b"".join(raws)
+            bounds = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=n), out=bounds[1:])
+            starts, ends = bounds[:-1], bounds[1:]
         buf = np.frombuffer(data, dtype=np.uint8)
-        bounds = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=n), out=bounds[1:])
         for index in self._indexes:
             index.sync()
         u_ix, i_ix, k_ix = self._indexes
@@ -450,11 +519,15 @@ class RowDecoder:
         spans = np.empty((n, 10), dtype=np.int64)
         ts = np.empty(n, dtype=np.float64)
         desc = np.empty(n, dtype=np.int8)
-        _scan(buf, bounds, _NAMES, _NAME_OFFSETS, _POW10,
-              u_ix.table, u_ix.hashes, u_ix.arena, u_ix.offsets,
-              i_ix.table, i_ix.hashes, i_ix.arena, i_ix.offsets,
-              k_ix.table, k_ix.hashes, k_ix.arena, k_ix.offsets,
-              d.at, d.cat, d.meta, d.arena, status, rows, spans, ts, desc)
+        new_tables = np.full((2, 1 << (2 * n).bit_length()), -1, dtype=np.int64)
+        new_hashes = np.empty((2, n), dtype=np.uint64)
+        new_starts = np.empty((2, n), dtype=np.int64)
+        new_ends = np.empty((2, n), dtype=np.int64)
+        new_counts = np.zeros(2, dtype=np.int64)
+        _scan(buf, starts, ends, _NAMES, _NAME_OFFSETS, _POW10,
+              u_ix.arrays, i_ix.arrays, k_ix.arrays, d.at, d.cat, d.meta, d.arena,
+              new_tables, new_hashes, new_starts, new_ends, new_counts,
+              status, rows, spans, ts, desc)
 
         # New descriptions: decode them (which validates the metadata object).
         docs: dict[int, dict] = {}
@@ -483,13 +556,10 @@ class RowDecoder:
                 desc[r] = _NEW
                 docs[r] = _description(e.metadata, e.category)
 
-        users = self._resolve(self.users, rows[:, 0], status, spans, _USER, data, events,
-                              "user_id")
+        users = _resolve(self.users, rows[:, 0], status, spans, _USER, data, events, "user_id")
         items_before = len(self.items)
-        items = self._resolve(self.items, rows[:, 1], status, spans, _ITEM, data, events,
-                              "item_id")
-        kinds = self._resolve(self.kinds, rows[:, 2], status, spans, _KIND, data, events,
-                              "event")
+        items = _resolve(self.items, rows[:, 1], status, spans, _ITEM, data, events, "item_id")
+        kinds = _resolve(self.kinds, rows[:, 2], status, spans, _KIND, data, events, "event")
         if len(self._kind_weights) < len(self.kinds):
             get = self._weights_table.get
             self._kind_weights = np.array([get(k, 1.0) for k in self.kinds.ids],
@@ -500,24 +570,6 @@ class RowDecoder:
             keep = status != _REJECTED
             users, items, weights, ts = users[keep], items[keep], weights[keep], ts[keep]
         return RowBatch(users, items, weights, ts, items_before, info), rejected
-
-    @staticmethod
-    def _resolve(vocab: Vocabulary, rows: np.ndarray, status: np.ndarray, spans: np.ndarray,
-                 col: int, data: bytes, events: dict, attr: str) -> np.ndarray:
-        """``rows`` with the lines the scanner could not resolve (new ids, and lines the exact
-        parser took) given rows by the vocabulary, in line order."""
-        need = np.flatnonzero((rows < 0) & (status != _REJECTED))
-        if len(need):
-            starts = spans[need, col].tolist()
-            stops = spans[need, col + 1].tolist()
-            keys = [data[a:b].decode() for a, b in zip(starts, stops, strict=True)]
-            if events:  # lines the exact parser took carry their id
-                for n, r in enumerate(need.tolist()):
-                    e = events.get(r)
-                    if e is not None:
-                        keys[n] = getattr(e, attr)
-            rows[need] = vocab.add(keys)
-        return rows.copy()
 
     def _item_info(self, items: np.ndarray, desc: np.ndarray, status: np.ndarray,
                    docs: dict[int, dict], spans: np.ndarray, data: bytes) -> dict[int, dict]:
@@ -532,15 +584,13 @@ class RowDecoder:
         last = lines[len(lines) - 1 - from_end]
         new = desc[last] == _NEW
         order = np.argsort(first[new], kind="stable")
-        info: dict[int, dict] = {}
+        rows = uniq[new][order]
+        lasts = last[new][order]
+        info = {row: docs[r] for row, r in zip(rows.tolist(), lasts.tolist(), strict=True)}
         d = self._desc
         d.ensure(len(self.items))
-        for row, r in zip(uniq[new][order].tolist(), last[new][order].tolist(), strict=True):
-            info[row] = docs[r]
-            if status[r] == _FAST:
-                ca, cb, ma, mb = spans[r, _CAT:_META + 2].tolist()
-                d.keep(row, data[ca:cb] if ca >= 0 else None, data[ma:mb] if ma >= 0 else None)
-            else:  # its bytes are not canonical: the next description is decoded again
-                d.forget(row)
+        fast = status[lasts] == _FAST
+        d.keep(rows[fast], spans[lasts[fast], _CAT:_META + 2], data)
+        # An exact parser's description has no canonical bytes: the next one is decoded again.
+        d.forget(rows[~fast])
         return info
-
