@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
@@ -18,6 +19,7 @@ from recengine.lease import LeaseLost, TrainerLease
 from recengine.metrics import open_metrics
 from recengine.sources import open_dead_letter, open_source
 from recengine.stores import open_cache, open_user_store
+from recengine.trainer.learner import warm_up
 from recengine.trainer.service import Trainer
 
 log = logging.getLogger("recengine.trainer")
@@ -62,6 +64,9 @@ def run_trainer(settings: Settings) -> int:
     from recengine.cli import install_stop_handlers
 
     preflight(settings)
+    started = time.monotonic()
+    warm_up(settings)  # before the lease wait: a standby takes over with its kernels compiled
+    log.info("learner kernels ready in %.1f s", time.monotonic() - started)
     stop = threading.Event()
     install_stop_handlers(stop)
     store = open_artifact_store(settings.url("artifacts"), settings.name)
