@@ -204,9 +204,9 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarr
     new_counts[0] = new_counts[1] = 0
     for n in range(len(starts)):
         end = ends[n]
-        status[n] = 1
+        status[n] = _SLOW
         rows[n, 0] = rows[n, 1] = rows[n, 2] = -1
-        desc[n] = 0
+        desc[n] = _NONE
         for c in range(10):
             spans[n, c] = -1
         p = _ws(buf, starts[n], end)
@@ -236,7 +236,7 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarr
                     q = _plain_string_end(buf, p + 1, end)
                     if q < 0 or not _trimmed(buf, p + 1, q, MAX_ID_LENGTH):
                         break
-                    spans[n, 2 * k] = p + 1
+                    spans[n, 2 * k] = p + 1  # _USER or _ITEM
                     spans[n, 2 * k + 1] = q
                     p = q + 1
                 elif 48 <= c <= 57:
@@ -258,8 +258,8 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarr
                 q = _plain_string_end(buf, p + 1, end)
                 if q < 0 or not _trimmed(buf, p + 1, q, MAX_TYPE_LENGTH):
                     break
-                spans[n, 4] = p + 1
-                spans[n, 5] = q
+                spans[n, _KIND] = p + 1
+                spans[n, _KIND + 1] = q
                 p = q + 1
             elif k == 3:  # ts
                 if not 48 <= c <= 57:
@@ -301,8 +301,8 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarr
                     if q < 0 or q - p - 1 > MAX_ID_LENGTH:
                         break
                     if q > p + 1:  # "" describes nothing
-                        spans[n, 6] = p + 1
-                        spans[n, 7] = q
+                        spans[n, _CAT] = p + 1
+                        spans[n, _CAT + 1] = q
                     p = q + 1
                 elif _is_null(buf, p, end):
                     p += 4
@@ -314,8 +314,8 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarr
                     if q < 0:
                         break
                     if _ws(buf, p + 1, q) < q - 1:  # {} describes nothing
-                        spans[n, 8] = p
-                        spans[n, 9] = q
+                        spans[n, _META] = p
+                        spans[n, _META + 1] = q
                     p = q
                 elif _is_null(buf, p, end):
                     p += 4
@@ -330,7 +330,7 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarr
             break
         if not ok or (seen & 0b1011) != 0b1011:  # user_id, item_id and ts are required
             continue
-        status[n] = 0
+        status[n] = _FAST
         ts[n] = value
         for w in range(2):  # the user, then the item
             a, b = spans[n, 2 * w], spans[n, 2 * w + 1]
@@ -349,23 +349,23 @@ def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarr
                 row = -2 - m
             rows[n, w] = row
         item = rows[n, 1]
-        if spans[n, 4] < 0:
+        if spans[n, _KIND] < 0:
             rows[n, 2] = 0  # "view", the first type the decoder knows
         else:
-            a, b = spans[n, 4], spans[n, 5]
+            a, b = spans[n, _KIND], spans[n, _KIND + 1]
             h = fnv1a(buf, a, b)
             rows[n, 2] = kinds[0][probe(buf, a, b, h, kinds[0], kinds[1], kinds[2], kinds[3],
                                         kinds[4])]
-        if spans[n, 6] < 0 and spans[n, 8] < 0:
+        if spans[n, _CAT] < 0 and spans[n, _META] < 0:
             continue
-        desc[n] = 2
+        desc[n] = _NEW
         if item >= 0 and d_at[item] >= 0:
             at = d_at[item]
             cat = d_cat[item]
-            if (_same_bytes(buf, spans[n, 6], spans[n, 7], cat, d_arena, at)
-                    and _same_bytes(buf, spans[n, 8], spans[n, 9], d_meta[item], d_arena,
-                                    at + max(cat, 0))):
-                desc[n] = 1
+            if (_same_bytes(buf, spans[n, _CAT], spans[n, _CAT + 1], cat, d_arena, at)
+                    and _same_bytes(buf, spans[n, _META], spans[n, _META + 1], d_meta[item],
+                                    d_arena, at + max(cat, 0))):
+                desc[n] = _SAME
 
 
 class _Descriptions:
