@@ -27,7 +27,6 @@ from recengine.events import (
     EventBatch,
     EventError,
     Rejected,
-    decode_jsonl,
     format_for_path,
     is_csv_header,
     parse,
@@ -214,14 +213,10 @@ class FileEventSource(EventSource):
 
 
 def decode(raws: Sequence[bytes], fmt: str) -> tuple[EventBatch, list[Rejected]]:
-    """Validate raw records: the good events in order (as a batch, which is also a sequence of
-    :class:`Event`), and the rejects with their reasons.
-
-    JSON lines take the columnar path (:func:`recengine.events.decode_jsonl`: no object per
-    event, same events and reasons); CSV and TSV rows are parsed one by one.
-    """
-    if fmt == "jsonl":
-        return decode_jsonl(raws)
+    """Validate raw records one by one with the exact parser: the good events in order (as a
+    batch, which is also a sequence of :class:`Event`), and the rejects with their reasons.
+    The trainer decodes JSON lines with its compiled scanner instead
+    (:mod:`recengine.trainer.row_decoder`), which gives the same events and reasons."""
     good: list[Event] = []
     bad: list[Rejected] = []
     for n, raw in enumerate(raws):

@@ -5,6 +5,33 @@ from __future__ import annotations
 import json
 import random
 
+#: Malformed JSON lines and (a part of) the reason each is rejected with.
+MALFORMED_JSON = [
+    (b'{"user_id": "u1", "item_id": ', "invalid JSON"),
+    (b"\xff\xfe{}", "invalid JSON"),
+    (b'["u1", "i1", 1]', "event must be a JSON object, got list"),
+    (b'{"item_id": "i1", "ts": 1}', "user_id must be a string"),
+    (b'{"user_id": "u1", "ts": 1}', "item_id must be a string"),
+    (b'{"user_id": "", "item_id": "i1", "ts": 1}', "user_id is empty"),
+    (b'{"user_id": "   ", "item_id": "i1", "ts": 1}', "user_id is empty"),
+    (b'{"user_id": "u1", "item_id": ["i1"], "ts": 1}', "item_id must be a string, got list"),
+    (b'{"user_id": {"id": 1}, "item_id": "i1", "ts": 1}', "user_id must be a string, got dict"),
+    (b'{"user_id": true, "item_id": "i1", "ts": 1}', "user_id must be a string, got bool"),
+    (b'{"user_id": 1.5, "item_id": "i1", "ts": 1}', "user_id must be a string, got float"),
+    (b'{"user_id": "u1", "item_id": "i1"}', "ts is missing"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": "yesterday"}', "is not a number or ISO-8601"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": -5}', "not a finite, non-negative"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": NaN}', "not a finite, non-negative"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": "nan"}', "not a finite, non-negative"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": Infinity}', "not a finite, non-negative"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": true}', "ts must be a number"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": [1]}', "ts must be a number"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "event": ""}', "event must be a non-empty"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "event": 3}', "event must be a non-empty"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "category": 3}', "category must be a string"),
+    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "metadata": "x"}', "metadata must be a JSON"),
+]
+
 
 def random_line(rng: random.Random, n: int) -> bytes:
     """A JSON line that is valid, subtly invalid, or not a single JSON value at all."""

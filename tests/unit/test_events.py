@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from event_lines import random_line
+from event_lines import MALFORMED_JSON
 
 from recengine.events import (
     Event,
     EventBatch,
     EventError,
-    concat,
-    decode_jsonl,
     format_for_path,
     is_csv_header,
     parse,
@@ -108,36 +105,6 @@ def test_times_after_the_year_9999_are_rejected() -> None:
         parse_ts(253402300800000)
     with pytest.raises(EventError, match="after the year 9999"):
         parse_ts(2**80)
-    line = b'{"user_id": "u", "item_id": "i", "ts": 1208925819614629174706176}'
-    batch, rejected = decode_jsonl([line])
-    assert len(batch) == 0 and "after the year 9999" in rejected[0].reason
-
-
-MALFORMED_JSON = [
-    (b'{"user_id": "u1", "item_id": ', "invalid JSON"),
-    (b"\xff\xfe{}", "invalid JSON"),
-    (b'["u1", "i1", 1]', "event must be a JSON object, got list"),
-    (b'{"item_id": "i1", "ts": 1}', "user_id must be a string"),
-    (b'{"user_id": "u1", "ts": 1}', "item_id must be a string"),
-    (b'{"user_id": "", "item_id": "i1", "ts": 1}', "user_id is empty"),
-    (b'{"user_id": "   ", "item_id": "i1", "ts": 1}', "user_id is empty"),
-    (b'{"user_id": "u1", "item_id": ["i1"], "ts": 1}', "item_id must be a string, got list"),
-    (b'{"user_id": {"id": 1}, "item_id": "i1", "ts": 1}', "user_id must be a string, got dict"),
-    (b'{"user_id": true, "item_id": "i1", "ts": 1}', "user_id must be a string, got bool"),
-    (b'{"user_id": 1.5, "item_id": "i1", "ts": 1}', "user_id must be a string, got float"),
-    (b'{"user_id": "u1", "item_id": "i1"}', "ts is missing"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": "yesterday"}', "is not a number or ISO-8601"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": -5}', "not a finite, non-negative"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": NaN}', "not a finite, non-negative"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": "nan"}', "not a finite, non-negative"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": Infinity}', "not a finite, non-negative"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": true}', "ts must be a number"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": [1]}', "ts must be a number"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "event": ""}', "event must be a non-empty"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "event": 3}', "event must be a non-empty"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "category": 3}', "category must be a string"),
-    (b'{"user_id": "u1", "item_id": "i1", "ts": 1, "metadata": "x"}', "metadata must be a JSON"),
-]
 
 
 @pytest.mark.parametrize(("raw", "reason"), MALFORMED_JSON)
@@ -206,64 +173,6 @@ def test_batch_collects_columns_weights_and_item_info() -> None:
     assert weights.dtype == np.float32
 
 
-def test_concat_joins_batches_in_order() -> None:
-    a = EventBatch.from_events([Event("u1", "i1", "view", 1.0)])
-    b = EventBatch.from_events([Event("u2", "i2", "view", 2.0, "c")])
-    joined = concat([a, b])
-    assert joined.users == ["u1", "u2"]
-    np.testing.assert_array_equal(joined.ts, [1.0, 2.0])
-    assert joined.item_info == {"i2": {"category": "c"}}
-    assert len(concat([])) == 0
-
-
 def test_nan_never_passes_as_a_time() -> None:
     with pytest.raises(EventError):
         parse_ts(math.nan)
-
-
-def test_column_decoder_agrees_with_the_line_parser() -> None:
-    valid = [
-        b'{"user_id": "u1", "item_id": "i1", "event": "click", "ts": 1700000000}',
-        b'{"user_id": 7, "item_id": " i2 ", "ts": "2024-01-01T00:00:00"}',
-        b'{"user_id": "u3", "item_id": "i3", "ts": 1700000000123, "category": "books",'
-        b' "metadata": {"title": "Dune"}}',
-        b'{"user_id": "u4", "item_id": "i4", "ts": "1700000000.5", "category": "",'
-        b' "metadata": {}, "event": " view "}',
-    ]
-    raws = [line for pair in zip(valid, [r for r, _ in MALFORMED_JSON], strict=False)
-            for line in pair] + [r for r, _ in MALFORMED_JSON[len(valid):]]
-    batch, rejected = decode_jsonl(raws)
-    expected_good, expected_bad = [], []
-    for raw in raws:
-        try:
-            expected_good.append(parse_json(raw))
-        except EventError as exc:
-            expected_bad.append((raw, str(exc)))
-    assert list(batch) == expected_good
-    assert batch.item_info == EventBatch.from_events(expected_good).item_info
-    assert [(r.raw, r.reason) for r in rejected] == expected_bad
-    assert len(rejected) == len(MALFORMED_JSON)
-
-
-@pytest.mark.parametrize("seed", range(8))
-def test_column_decoder_agrees_with_the_line_parser_on_random_lines(seed: int) -> None:
-    rng = random.Random(seed)
-    raws = [random_line(rng, n) for n in range(3000)]
-    batch, rejected = decode_jsonl(raws)
-    expected_good, expected_bad = [], []
-    for n, raw in enumerate(raws):
-        try:
-            expected_good.append(parse_json(raw))
-        except EventError as exc:
-            expected_bad.append((raw, str(exc), n))
-    assert list(batch) == expected_good
-    assert batch.item_info == EventBatch.from_events(expected_good).item_info
-    assert [(r.raw, r.reason, r.index) for r in rejected] == expected_bad
-    assert expected_good and expected_bad
-
-
-def test_a_line_that_is_not_utf8_outside_the_event_fields_is_rejected() -> None:
-    raw = b'{"\xffx": 1, "user_id": "u", "item_id": "i", "ts": 1700000000}'
-    batch, rejected = decode_jsonl([raw])
-    assert len(batch) == 0
-    assert rejected[0].reason.startswith("invalid JSON")

@@ -1,11 +1,11 @@
 """JSON event lines straight to the learner's rows, in one compiled pass.
 
-:func:`recengine.events.decode_jsonl` turns lines into columns of Python strings, which the
-learner then maps to rows; at a few hundred thousand events a second that object work (a
-struct, two id strings and their dictionary lookups, the column passes) was a third of the
-trainer's time. :class:`RowDecoder` scans the bytes of a polled batch instead (numba) and
-produces what the learner consumes, a :class:`RowBatch` of user rows, item rows, weights and
-times, with the same events, values, reasons and item descriptions as the exact path.
+Parsing lines into Python objects and mapping their id strings to rows (a struct per line,
+two id strings, their dictionary lookups, the column passes) was a third of the trainer's time
+at a few hundred thousand events a second. :class:`RowDecoder` scans the bytes of a polled
+batch instead (numba) and produces what the learner consumes, a :class:`RowBatch` of user
+rows, item rows, weights and times, with the same events, values, reasons and item
+descriptions as the exact parser.
 
 **The scanner accepts only what it can decide exactly** and leaves every other line to
 :func:`recengine.events.parse_json` (the exact parser, which gives the reject reason or
@@ -431,8 +431,7 @@ _METADATA = msgspec.json.Decoder(dict)
 
 
 def _description(meta: dict | None, cat: str | None) -> dict:
-    """The item description an event carries, as :func:`recengine.events.decode_jsonl`
-    builds it."""
+    """The item description an event carries, as :meth:`EventBatch.from_events` builds it."""
     doc = dict(meta) if meta else {}
     if cat:
         doc["category"] = cat
