@@ -47,7 +47,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from recengine.config import Settings  # noqa: E402
-from recengine.events import EventBatch  # noqa: E402
 from recengine.sources import FileEventSource, decode  # noqa: E402
 from recengine.synth import SynthConfig, write_stream  # noqa: E402
 from recengine.trainer.learner import Learner  # noqa: E402
@@ -113,8 +112,7 @@ def run_reference(path: Path, events: int, dim: int, window: int = 500, minibatc
         raws = source.poll(min(8192, events - len(users)), 0.0)
         if not raws:
             break
-        good, _ = decode(raws, source.fmt)
-        batch = EventBatch.from_events(good)
+        batch, _ = decode(raws, source.fmt)
         users += batch.users
         items += batch.items
     source.close()

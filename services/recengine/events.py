@@ -179,44 +179,49 @@ def format_for_path(path: str, configured: str = "auto") -> str:
     return "jsonl"
 
 
+def description(category: str | None, metadata: dict | None) -> dict | None:
+    """What an event says about its item: its metadata and its category, or None."""
+    if category is None and not metadata:
+        return None
+    doc = dict(metadata or {})
+    if category is not None:
+        doc["category"] = category
+    return doc
+
+
 @dataclass
 class EventBatch:
-    """Validated events as columns, the unit the trainer learns from.
+    """Validated events as columns, which the learner maps to rows (``Learner.rows``).
 
-    ``categories`` and ``metadata`` (optional, per event) keep what each event carried, so a
-    batch is also a read-only sequence of :class:`Event` (``batch[n]``, ``for e in batch``).
+    ``categories`` and ``metadata`` keep what each event carried, so a batch is also a
+    read-only sequence of :class:`Event` (``batch[n]``, ``for e in batch``).
     """
 
     users: list[str]
     items: list[str]
     kinds: list[str]
     ts: np.ndarray
+    categories: list[str | None]
+    metadata: list[dict | None]
     item_info: dict[str, dict] = field(default_factory=dict)
-    categories: list[str | None] | None = None
-    metadata: list[dict | None] | None = None
 
     def __len__(self) -> int:
         return len(self.users)
 
     def __getitem__(self, n: int) -> Event:
-        cat = self.categories[n] if self.categories is not None else None
-        meta = self.metadata[n] if self.metadata is not None else None
-        return Event(self.users[n], self.items[n], self.kinds[n], float(self.ts[n]), cat, meta)
+        return Event(self.users[n], self.items[n], self.kinds[n], float(self.ts[n]),
+                     self.categories[n], self.metadata[n])
 
     def __iter__(self) -> Iterator[Event]:
         return (self[n] for n in range(len(self)))
 
     @classmethod
-    def from_events(cls, events: Sequence[Event] | EventBatch) -> EventBatch:
-        """Columns of events; a batch (as :func:`decode_jsonl` makes) is returned as it is."""
-        if isinstance(events, EventBatch):
-            return events
+    def from_events(cls, events: Sequence[Event]) -> EventBatch:
+        """Columns of events."""
         info: dict[str, dict] = {}
         for e in events:
-            if e.category is not None or e.metadata:
-                doc = dict(e.metadata or {})
-                if e.category is not None:
-                    doc["category"] = e.category
+            doc = description(e.category, e.metadata)
+            if doc is not None:
                 info[e.item_id] = doc
         return cls(
             users=[e.user_id for e in events],

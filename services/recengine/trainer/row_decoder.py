@@ -52,6 +52,7 @@ from recengine.events import (
     MAX_TYPE_LENGTH,
     EventError,
     Rejected,
+    description,
     parse_json,
 )
 from recengine.sources import Lines
@@ -395,9 +396,13 @@ class _Descriptions:
         ``data[spans[r, 2]:spans[r, 3]]`` (metadata; -1: absent) for item ``rows[r]``."""
         present = spans[:, 0::2] >= 0
         lengths = np.where(present, spans[:, 1::2] - spans[:, 0::2], -1)
-        flat = spans.tolist()
-        blob = b"".join([data[a:b] for a, b, c, e in flat for a, b in ((a, b), (c, e))
-                         if a >= 0])
+        pieces = []
+        for cat_a, cat_b, meta_a, meta_b in spans.tolist():
+            if cat_a >= 0:
+                pieces.append(data[cat_a:cat_b])
+            if meta_a >= 0:
+                pieces.append(data[meta_a:meta_b])
+        blob = b"".join(pieces)
         if self.used + len(blob) > len(self.arena):
             self._make_room(len(blob))
         self.arena[self.used: self.used + len(blob)] = np.frombuffer(blob, dtype=np.uint8)
@@ -428,14 +433,6 @@ class _Descriptions:
 
 
 _METADATA = msgspec.json.Decoder(dict)
-
-
-def _description(meta: dict | None, cat: str | None) -> dict:
-    """The item description an event carries, as :meth:`EventBatch.from_events` builds it."""
-    doc = dict(meta) if meta else {}
-    if cat:
-        doc["category"] = cat
-    return doc
 
 
 def _resolve(vocab: Vocabulary, rows: np.ndarray, status: np.ndarray, spans: np.ndarray,
@@ -538,7 +535,7 @@ class RowDecoder:
                 status[r], desc[r] = _SLOW, _NONE
                 rows[r] = -1
                 continue
-            docs[r] = _description(meta, data[ca:cb].decode() if ca >= 0 else None)
+            docs[r] = description(data[ca:cb].decode() if ca >= 0 else None, meta)
 
         # Lines the scanner did not take: the exact parser decides them.
         rejected: list[Rejected] = []
@@ -551,9 +548,10 @@ class RowDecoder:
                 status[r] = _REJECTED
                 continue
             ts[r] = e.ts
-            if e.category is not None or e.metadata:
+            doc = description(e.category, e.metadata)
+            if doc is not None:
                 desc[r] = _NEW
-                docs[r] = _description(e.metadata, e.category)
+                docs[r] = doc
 
         users = _resolve(self.users, rows[:, 0], status, spans, _USER, data, events, "user_id")
         items_before = len(self.items)
