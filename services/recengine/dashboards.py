@@ -205,16 +205,19 @@ def serving() -> dict[str, Any]:
 
 
 def index() -> dict[str, Any]:
+    req = "request.{endpoint}.{status}"
     return dashboard("recengine-index", "recengine / Index",
                      "The index service: search latency, the version each pod serves, items.", [
-        Panel("POST /search latency", percentiles("index", "search_ms"),
+        Panel("POST /search latency (200)", percentiles("index", req, endpoint="search",
+                                                         status="200"),
               "Percentiles of one search (candidates for a user, ranked).", unit="ms"),
-        Panel("POST /similar latency", percentiles("index", "similar_ms"),
+        Panel("POST /similar latency (200)", percentiles("index", req, endpoint="similar",
+                                                          status="200"),
               "Percentiles of one similar-items lookup.", unit="ms"),
         Panel("Searches per second", [
-            alias(q("index", "search_ms", "count_ps"), "search"),
-            alias(q("index", "similar_ms", "count_ps"), "similar"),
-        ], "Calls per second of the index service, all pods.", unit="reqps"),
+            alias(f"sumSeries({q('index', req, 'count_ps', endpoint='search')})", "search"),
+            alias(f"sumSeries({q('index', req, 'count_ps', endpoint='similar')})", "similar"),
+        ], "Calls per second of the index service, all pods, every status.", unit="reqps"),
         Panel("Embedding version per pod", [
             f"aliasByNode({q('index', 'version_by_pod.{pod}')},5)",
         ], "The version each index pod serves: during a rollout two versions show.",

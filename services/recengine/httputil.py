@@ -1,15 +1,21 @@
-"""Shared HTTP plumbing of the Falcon apps: JSON bodies with limits, JSON errors, checks."""
+"""Shared HTTP plumbing of the Falcon apps: JSON bodies with limits, JSON errors, checks,
+health and readiness, request timing."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import falcon
 import falcon.media
 import orjson
 
+from recengine.metrics import Metrics
+
 MAX_K = 1000
+AppT = TypeVar("AppT", bound=falcon.App)
 
 
 def loads(raw: bytes | str) -> Any:
@@ -101,3 +107,70 @@ def str_list(body: Any, key: str) -> list[str]:
         raise falcon.HTTPBadRequest(title="Bad request",
                                     description=f"{key} must be a list of strings")
     return value
+
+
+class Health:
+    """``GET /healthz``: the process answers."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class NotReady(Exception):
+    """Why a service is not ready (the ``reason`` of its 503)."""
+
+
+class Ready:
+    """``GET /readyz``: ``{"ready": true, "version": n}`` once ``probe`` returns the embedding
+    version served; a 503 when it raises :class:`NotReady`, an error like any other with
+    ``ready: false`` and the reason (``what`` says, in the description, what is not ready)."""
+
+    def __init__(self, probe: Callable[[], int], what: str) -> None:
+        self.probe = probe
+        self.what = what
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            version = self.probe()
+        except NotReady as exc:
+            resp.status = falcon.HTTP_503
+            resp.media = {"title": "Not ready", "status": 503,
+                          "description": f"{self.what}: {exc}", "ready": False,
+                          "reason": str(exc)}
+            return
+        resp.media = {"ready": True, "version": version}
+
+
+class TimedRequests:
+    """Middleware: every request's latency as ``request.<endpoint>.<status>`` and a count per
+    status class, where the endpoint is the route (``/openapi.json`` -> ``openapi_json``) or
+    ``unknown`` for a path no route matched (so scanners cannot mint new metric names)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.t0 = time.perf_counter()
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        t0 = getattr(req.context, "t0", None)
+        if t0 is None:
+            return
+        if resource is None or req.uri_template is None:
+            endpoint = "unknown"
+        else:
+            endpoint = req.uri_template.strip("/").replace("/", "_").replace(".", "_") or "root"
+        status = str(resp.status)[:3] if resp.status else "200"
+        self.metrics.timing(f"request.{endpoint}.{status}", (time.perf_counter() - t0) * 1000)
+        self.metrics.incr(f"status.{status[0]}xx")
+
+
+def json_app(app: AppT, metrics: Metrics) -> AppT:
+    """``app`` as both services are set up: JSON media through :data:`JSON_HANDLER`, every
+    error as JSON, each request timed, ``/healthz``."""
+    use_fast_json(app)
+    app.set_error_serializer(json_error_serializer)
+    app.add_middleware(TimedRequests(metrics))
+    app.add_route("/healthz", Health())
+    return app

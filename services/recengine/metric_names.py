@@ -121,8 +121,11 @@ METRICS: tuple[Metric, ...] = (
        "outages of a backend the trainer needs (each retried with backoff until it is back)"),
     _m("trainer", COUNTER, "cache_errors", "cache writes skipped because the cache was down"),
     # --- index service -------------------------------------------------------------------------
-    _m("index", TIMER, "search_ms", "one POST /search (the user's candidates, ranked)"),
-    _m("index", TIMER, "similar_ms", "one POST /similar (items like the given ones)"),
+    _m("index", TIMER, "request.{endpoint}.{status}",
+       "request latency by endpoint (``search``: the user's candidates, ranked; ``similar``: "
+       "items like the given ones; ``readyz`` ..., ``unknown`` for unrouted paths) and HTTP "
+       "status; ``count_ps`` is the request rate"),
+    _m("index", COUNTER, "status.{class}xx", "responses by status class (2xx, 4xx, 5xx)"),
     _m("index", TIMER, "load_ms", "loading and verifying the embedding version at start"),
     _m("index", GAUGE, "version", "embedding version served (last pod to report wins)"),
     _m("index", GAUGE, "version_by_pod.{pod}",
@@ -133,7 +136,6 @@ METRICS: tuple[Metric, ...] = (
        "request latency by endpoint (``recommend``, ``events``, ``readyz`` ..., ``unknown`` "
        "for unrouted paths) and HTTP status; ``count_ps`` is the request rate"),
     _m("api", COUNTER, "status.{class}xx", "responses by status class (2xx, 4xx, 5xx)"),
-    _m("api", TIMER, "recommend_ms", "GET /recommend answers, from parsing to the JSON body"),
     _m("api", COUNTER, "based_on.{based_on}",
        "/recommend answers by what they are based on: ``user``, ``item`` or ``popular``"),
     _m("api", COUNTER, "cache_hit", "/recommend for a user found in the cache"),
@@ -145,7 +147,6 @@ METRICS: tuple[Metric, ...] = (
        "/recommend answered 503: both the cache and the user store were down"),
     _m("api", COUNTER, "events_accepted", "events accepted by POST /events"),
     _m("api", COUNTER, "events_rejected", "events refused by POST /events (invalid)"),
-    _m("api", TIMER, "events_ms", "POST /events, from parsing to appending to the stream"),
     # --- operator ------------------------------------------------------------------------------
     _m("operator", TIMER, "reconcile_ms", "one reconciliation of a RecEngine"),
     _m("operator", COUNTER, "rollouts_started", "rollouts of a new embedding version started"),

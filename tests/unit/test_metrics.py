@@ -131,15 +131,19 @@ SERVICE_DIRS = {
     "api": ROOT / "services" / "recengine" / "api",
     "operator": ROOT / "operator" / "recengine_operator",
 }
+#: Modules both HTTP services run (their request timing middleware): they send for each.
+SHARED = {ROOT / "services" / "recengine" / "httputil.py": ("index", "api")}
 METHODS = {"incr": "counter", "gauge": "gauge", "hold": "gauge", "timing": "timer",
            "timer": "timer"}
 
 
-def _service_of(path: Path) -> str | None:
+def _services_of(path: Path) -> tuple[str, ...]:
+    if path in SHARED:
+        return SHARED[path]
     for service, folder in SERVICE_DIRS.items():
         if folder in path.parents:
-            return service
-    return None
+            return (service,)
+    return ()
 
 
 def _name_shape(node: ast.expr) -> str | None:
@@ -168,14 +172,14 @@ def emitted() -> tuple[set[tuple[str, str, str]], list[str]]:
             if not receiver.endswith("metrics"):
                 continue
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
-            service = _service_of(path)
+            services = _services_of(path)
             shape = _name_shape(node.args[0]) if node.args else None
-            if service is None:
+            if not services:
                 problems.append(f"{where}: metrics sent outside a service folder")
             elif shape is None:
                 problems.append(f"{where}: the name must be a literal or an f-string")
             else:
-                found.add((service, shape, METHODS[node.func.attr]))
+                found.update((service, shape, METHODS[node.func.attr]) for service in services)
     return found, problems
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import time
 from importlib import resources
 from typing import Any
 
@@ -20,7 +19,7 @@ from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
 from recengine.events import Event, EventError, validate
-from recengine.httputil import dumps, json_body, json_error_serializer, require_k, use_fast_json
+from recengine.httputil import NotReady, Ready, dumps, json_app, json_body, require_k
 from recengine.metrics import Metrics, open_metrics
 from recengine.sources import EventSink, open_event_sink
 from recengine.stores import open_cache, open_user_store
@@ -46,12 +45,10 @@ def _optional_id(req: falcon.Request, name: str) -> str | None:
 
 
 class Recommend:
-    def __init__(self, recommender: Recommender, metrics: Metrics) -> None:
+    def __init__(self, recommender: Recommender) -> None:
         self.recommender = recommender
-        self.metrics = metrics
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        t0 = time.perf_counter()
         user_id = _optional_id(req, "user_id")
         item_id = _optional_id(req, "item_id")
         category = _optional_id(req, "category")
@@ -63,7 +60,6 @@ class Recommend:
                                                 description=str(exc)) from None
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps(answer)
-        self.metrics.timing("recommend_ms", (time.perf_counter() - t0) * 1000)
 
 
 class Events:
@@ -93,7 +89,6 @@ class Events:
                 "X-API-Key or Authorization: Bearer", challenges=["Bearer"])
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        t0 = time.perf_counter()
         self._authorize(req)
         body = json_body(req, self.max_bytes)
         records = body.get("events") if isinstance(body, dict) else body
@@ -128,31 +123,14 @@ class Events:
             resp.media = {"title": "No valid events", "status": 400,
                           "description": f"all {len(records)} events were rejected",
                           **resp.media}
-        self.metrics.timing("events_ms", (time.perf_counter() - t0) * 1000)
 
 
-class Health:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
-
-
-class Ready:
-    """Ready when the index service serves a version (else only popular items could be
-    served, which is what a liveness-only API must not pretend to be)."""
-
-    def __init__(self, index: IndexClient) -> None:
-        self.index = index
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        try:
-            v = self.index.version()
-        except IndexUnavailable as exc:
-            resp.status = falcon.HTTP_503
-            resp.media = {"title": "Not ready", "status": 503,
-                          "description": f"the index service cannot answer: {exc}",
-                          "ready": False, "reason": str(exc)}
-            return
-        resp.media = {"ready": True, "version": v["version"]}
+def _index_version(index: IndexClient) -> int:
+    """The version the index service serves (the API is ready when it can search)."""
+    try:
+        return int(index.version()["version"])
+    except IndexUnavailable as exc:
+        raise NotReady(str(exc)) from None
 
 
 class OpenAPI:
@@ -162,28 +140,6 @@ class OpenAPI:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_JSON
         resp.text = self.doc
-
-
-class TimedRequests:
-    """Request latency and status counts per endpoint."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        req.context.t0 = time.perf_counter()
-
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         req_succeeded: bool) -> None:
-        t0 = getattr(req.context, "t0", None)
-        if t0 is None:
-            return
-        endpoint = req.path.strip("/").replace("/", "_").replace(".", "_") or "root"
-        if resource is None:
-            endpoint = "unknown"
-        status = str(resp.status)[:3] if resp.status else "200"
-        self.metrics.timing(f"request.{endpoint}.{status}", (time.perf_counter() - t0) * 1000)
-        self.metrics.incr(f"status.{status[0]}xx")
 
 
 class ApiApp(falcon.App):
@@ -202,13 +158,11 @@ def create_app(settings: Settings | None = None) -> ApiApp:
         index=index,
         artifacts=open_artifact_store(settings.url("artifacts"), settings.name),
         metrics=metrics)
-    app = ApiApp(middleware=[TimedRequests(metrics)])
-    use_fast_json(app)
-    app.set_error_serializer(json_error_serializer)
-    app.add_route("/recommend", Recommend(recommender, metrics))
+    app = json_app(ApiApp(), metrics)
+    app.add_route("/recommend", Recommend(recommender))
     app.add_route("/events", Events(open_event_sink(settings), settings, metrics))
-    app.add_route("/healthz", Health())
-    app.add_route("/readyz", Ready(index))
+    app.add_route("/readyz", Ready(lambda: _index_version(index),
+                                   "the index service cannot answer"))
     app.add_route("/openapi.json", OpenAPI())
     app.recommender = recommender
     return app

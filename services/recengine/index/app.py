@@ -34,14 +34,7 @@ import numpy as np
 from recengine.artifacts import ArtifactStore, open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
-from recengine.httputil import (
-    dumps,
-    json_error_serializer,
-    json_object,
-    require_k,
-    str_list,
-    use_fast_json,
-)
+from recengine.httputil import NotReady, Ready, dumps, json_app, json_object, require_k, str_list
 from recengine.index.searcher import Searcher, UnknownItems
 from recengine.metrics import Metrics, open_metrics
 from recengine.versions import load_version
@@ -131,6 +124,13 @@ class IndexState:
                 title="Not ready", description=self.error or "embedding version is loading")
         return self.searcher
 
+    def version(self) -> int:
+        """The number of the version served (:class:`NotReady` while there is none)."""
+        searcher = self.searcher
+        if searcher is None:
+            raise NotReady(self.error or "loading")
+        return searcher.v.number
+
 
 def _hits(hits: list) -> list[dict]:
     return [{"item_id": h.item_id, "score": h.score} for h in hits]
@@ -170,7 +170,6 @@ class Search:
         self.state = state
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        t0 = time.perf_counter()
         searcher = self.state.require()
         body = json_object(req)
         k = require_k(body.get("k", 10))
@@ -192,7 +191,6 @@ class Search:
                    for v in vectors]
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps({"version": searcher.v.number, "results": results})
-        self.state.metrics.timing("search_ms", (time.perf_counter() - t0) * 1000)
 
 
 class Similar:
@@ -200,7 +198,6 @@ class Similar:
         self.state = state
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        t0 = time.perf_counter()
         searcher = self.state.require()
         body = json_object(req)
         k = require_k(body.get("k", 10))
@@ -216,7 +213,6 @@ class Similar:
                 description=f"not in embedding version {searcher.v.number}: {exc}") from None
         resp.content_type = falcon.MEDIA_JSON
         resp.data = dumps({"version": searcher.v.number, "results": _hits(hits)})
-        self.state.metrics.timing("similar_ms", (time.perf_counter() - t0) * 1000)
 
 
 class Version:
@@ -227,24 +223,6 @@ class Version:
         v = self.state.require().v
         resp.media = {"version": v.number, "items": len(v.item_ids), "dim": v.dim,
                       "index_type": v.manifest.get("index_type"), "manifest": v.manifest}
-
-
-class Health:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"status": "ok"}
-
-
-class Ready:
-    def __init__(self, state: IndexState) -> None:
-        self.state = state
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        s = self.state.searcher
-        if s is None:
-            resp.status = falcon.HTTP_503
-            resp.media = {"ready": False, "reason": self.state.error or "loading"}
-        else:
-            resp.media = {"ready": True, "version": s.v.number}
 
 
 class IndexApp(falcon.App):
@@ -259,14 +237,11 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
     settings = settings or Settings.load()
     faiss.omp_set_num_threads(settings.index_threads)
     state = state or IndexState(settings, open_metrics(settings.url("metrics"), "index"))
-    app = IndexApp()
-    use_fast_json(app)
-    app.set_error_serializer(json_error_serializer)
+    app = json_app(IndexApp(), state.metrics)
     app.add_route("/search", Search(state))
     app.add_route("/similar", Similar(state))
     app.add_route("/version", Version(state))
-    app.add_route("/healthz", Health())
-    app.add_route("/readyz", Ready(state))
+    app.add_route("/readyz", Ready(state.version, "the embedding version is not loaded"))
     app.state = state
     if load:
         state.start()
