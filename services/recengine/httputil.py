@@ -1,5 +1,5 @@
-"""Shared HTTP plumbing of the Falcon apps: JSON bodies with limits, JSON errors, checks,
-health and readiness, request timing."""
+"""Shared HTTP plumbing of the Falcon apps: JSON bodies with limits, JSON errors, health and
+readiness, request timing."""
 
 from __future__ import annotations
 
@@ -14,17 +14,21 @@ import orjson
 
 from recengine.metrics import Metrics
 
-MAX_K = 1000
 AppT = TypeVar("AppT", bound=falcon.App)
 
 
-def loads(raw: bytes | str) -> Any:
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (numbers must be finite)")
+
+
+def loads(raw: bytes | str, *, allow_nan: bool = True) -> Any:
     """Parse JSON: orjson for speed, the standard library's reading (NaN, huge integers,
-    UTF-16 bodies) whenever orjson refuses, so both give the same answers and errors."""
+    UTF-16 bodies) whenever orjson refuses, so both give the same answers and errors.
+    ``allow_nan=False`` refuses ``NaN`` and ``Infinity``, which are not JSON."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        return json.loads(raw) if allow_nan else json.loads(raw, parse_constant=_not_a_number)
 
 
 def dumps(obj: Any) -> bytes:
@@ -57,7 +61,7 @@ def json_error_serializer(req: falcon.Request, resp: falcon.Response,
 
 
 def json_body(req: falcon.Request, max_bytes: int = 1_048_576) -> Any:
-    """The request's JSON body (413 when too large, 400 when not JSON)."""
+    """The request's JSON body (413 when too large, 400 when not JSON, NaN included)."""
     length = req.content_length
     if length is not None and length > max_bytes:
         raise falcon.HTTPContentTooLarge(
@@ -68,45 +72,10 @@ def json_body(req: falcon.Request, max_bytes: int = 1_048_576) -> Any:
             title="Body too large", description=f"at most {max_bytes} bytes")
     if not raw:
         raise falcon.HTTPBadRequest(title="Bad request", description="empty body, JSON expected")
-    try:
-        return loads(raw)
+    try:  # a request body is JSON, which has no NaN: the OpenAPI documents could not say it
+        return loads(raw, allow_nan=False)
     except (ValueError, UnicodeDecodeError) as exc:
         raise falcon.HTTPBadRequest(title="Invalid JSON", description=str(exc)) from None
-
-
-def json_object(req: falcon.Request, max_bytes: int = 1_048_576) -> dict[str, Any]:
-    """The request's JSON body, which must be an object (400 otherwise, never a 500)."""
-    body = json_body(req, max_bytes)
-    if not isinstance(body, dict):
-        raise falcon.HTTPBadRequest(title="Bad request",
-                                    description="body must be a JSON object")
-    return body
-
-
-def require_k(raw: Any) -> int:
-    """A k between 1 and MAX_K, from a number or a query-string value."""
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        k = int(raw)
-        if isinstance(raw, float) and raw != k:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise falcon.HTTPBadRequest(title="Bad k", description="k must be an integer") from None
-    if not 1 <= k <= MAX_K:
-        raise falcon.HTTPBadRequest(title="Bad k", description=f"k must be in 1..{MAX_K}")
-    return k
-
-
-def str_list(body: Any, key: str) -> list[str]:
-    """An optional list of string ids from a JSON object (400 when it is not one)."""
-    if not isinstance(body, dict):
-        raise falcon.HTTPBadRequest(title="Bad request", description="body must be an object")
-    value = body.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
-        raise falcon.HTTPBadRequest(title="Bad request",
-                                    description=f"{key} must be a list of strings")
-    return value
 
 
 class Health:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import json
-from importlib import resources
 from typing import Any
 
 import falcon
@@ -19,13 +18,17 @@ from recengine.artifacts import open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
 from recengine.events import Event, EventError, validate
-from recengine.httputil import NotReady, Ready, dumps, json_app, json_body, require_k
+from recengine.httputil import NotReady, Ready, dumps, json_app, json_body
 from recengine.metrics import Metrics, open_metrics
+from recengine.openapi import Document, Served
 from recengine.sources import EventSink, open_event_sink
 from recengine.stores import open_cache, open_user_store
 from recengine.wsgi import LazyApp
 
-MAX_ID = 256
+#: This API's contract; query parameters and request bodies are checked against it.
+DOCUMENT = Document("recengine.api")
+RECOMMEND_QUERY = DOCUMENT.query("/recommend", "get")
+EVENTS_BODY = DOCUMENT.body("/events", "post")
 
 try:  # the broker's errors, when the Kafka backend is installed
     from confluent_kafka import KafkaException as KafkaLikeError
@@ -34,27 +37,15 @@ except ImportError:  # pragma: no cover - embedded installs without confluent-ka
         """Never raised: no Kafka client installed."""
 
 
-def _optional_id(req: falcon.Request, name: str) -> str | None:
-    value = req.get_param(name)
-    if value is None or value == "":
-        return None
-    if len(value) > MAX_ID:
-        raise falcon.HTTPBadRequest(title=f"Bad {name}",
-                                    description=f"{name} is longer than {MAX_ID} characters")
-    return value
-
-
 class Recommend:
     def __init__(self, recommender: Recommender) -> None:
         self.recommender = recommender
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        user_id = _optional_id(req, "user_id")
-        item_id = _optional_id(req, "item_id")
-        category = _optional_id(req, "category")
-        k = require_k(req.get_param("k") or 10)
+        q = RECOMMEND_QUERY.read(req)
         try:
-            answer = self.recommender.recommend(user_id, item_id, k, category)
+            answer = self.recommender.recommend(q["user_id"], q["item_id"], q["k"],
+                                                q["category"])
         except Unavailable as exc:
             raise falcon.HTTPServiceUnavailable(title="Backends unavailable",
                                                 description=str(exc)) from None
@@ -92,10 +83,11 @@ class Events:
         self._authorize(req)
         body = json_body(req, self.max_bytes)
         records = body.get("events") if isinstance(body, dict) else body
-        if not isinstance(records, list) or not records:
-            raise falcon.HTTPBadRequest(
-                title="Bad request",
-                description="body must be a non-empty JSON array of events or {\"events\": [...]}")
+        error = EVENTS_BODY.error(body)
+        if error is not None and not (isinstance(records, list) and records):
+            # a non-empty list fails the schema only when none of its records is an Event:
+            # that is answered below, with each record's reason
+            raise error
         if len(records) > self.max_batch:
             raise falcon.HTTPContentTooLarge(
                 title="Batch too large", description=f"at most {self.max_batch} events per call")
@@ -133,15 +125,6 @@ def _index_version(index: IndexClient) -> int:
         raise NotReady(str(exc)) from None
 
 
-class OpenAPI:
-    def __init__(self) -> None:
-        self.doc = resources.files("recengine.api").joinpath("openapi.json").read_text()
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = falcon.MEDIA_JSON
-        resp.text = self.doc
-
-
 class ApiApp(falcon.App):
     """The Falcon app, with its :class:`Recommender` reachable as ``app.recommender``."""
 
@@ -163,7 +146,7 @@ def create_app(settings: Settings | None = None) -> ApiApp:
     app.add_route("/events", Events(open_event_sink(settings), settings, metrics))
     app.add_route("/readyz", Ready(lambda: _index_version(index),
                                    "the index service cannot answer"))
-    app.add_route("/openapi.json", OpenAPI())
+    app.add_route("/openapi.json", Served(DOCUMENT))
     app.recommender = recommender
     return app
 
@@ -175,4 +158,4 @@ app = LazyApp(create_app)
 
 def openapi_document() -> dict:
     """The OpenAPI document as a dict (for tests and tooling)."""
-    return json.loads(resources.files("recengine.api").joinpath("openapi.json").read_text())
+    return json.loads(DOCUMENT.text)

@@ -7,7 +7,11 @@
 ``GET /version``           the served version's number and manifest
 ``GET /healthz``           the process is alive
 ``GET /readyz``            200 only once the version is loaded and verified
+``GET /openapi.json``      this service's OpenAPI document, ``index/openapi.json``
 =========================  ===============================================================
+
+Request bodies are checked against that document (:mod:`recengine.openapi`); what it cannot
+say (the served version's dimension, finite float32 values) is checked here.
 
 ``vector_f32`` is one query vector as base64 of its little-endian float32 bytes: exact, and
 cheaper to write and read than a list of decimal numbers (the recommender API sends this).
@@ -20,7 +24,6 @@ so ``/healthz`` answers at once and ``/readyz`` turns 200 when the version is lo
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import re
 import socket
@@ -34,14 +37,19 @@ import numpy as np
 from recengine.artifacts import ArtifactStore, open_artifact_store
 from recengine.config import Settings
 from recengine.errors import RecEngineError
-from recengine.httputil import NotReady, Ready, dumps, json_app, json_object, require_k, str_list
+from recengine.httputil import NotReady, Ready, dumps, json_app
 from recengine.index.searcher import Searcher, UnknownItems
 from recengine.metrics import Metrics, open_metrics
+from recengine.openapi import Document, Served
 from recengine.versions import load_version
 from recengine.wsgi import LazyApp
 
 log = logging.getLogger("recengine.index")
-MAX_BATCH = 256
+
+#: This service's contract; request bodies are checked against it.
+DOCUMENT = Document("recengine.index")
+SEARCH_BODY = DOCUMENT.body("/search", "post")
+SIMILAR_BODY = DOCUMENT.body("/similar", "post")
 
 
 def pod_name() -> str:
@@ -137,32 +145,20 @@ def _hits(hits: list) -> list[dict]:
 
 
 def _vectors(body: dict) -> np.ndarray:
-    """The query vectors of a search body, as a float32 array (400 when malformed)."""
-    if "vector_f32" in body:
-        raw = body["vector_f32"]
-        try:
-            if not isinstance(raw, str):
-                raise ValueError
-            data = base64.b64decode(raw, validate=True)
-            if len(data) % 4:
-                raise ValueError
-        except (ValueError, binascii.Error):
-            raise falcon.HTTPBadRequest(
-                title="Bad vector",
-                description="vector_f32 must be base64 of little-endian float32 values") from None
+    """The query vectors of a search body that matches ``SearchRequest``, as float32 rows."""
+    if "vector_f32" in body:  # base64 of a multiple of 4 bytes, as the schema's pattern says
+        data = base64.b64decode(body["vector_f32"], validate=True)
         return np.frombuffer(data, dtype="<f4").astype(np.float32).reshape(1, -1)
-    if "vectors" in body:
-        raw = body["vectors"]
-    elif "vector" in body:
-        raw = [body["vector"]]
-    else:
-        raise falcon.HTTPBadRequest(title="Bad request",
-                                    description="give 'vector', 'vectors' or 'vector_f32'")
+    rows = body["vectors"] if "vectors" in body else [body["vector"]]
+    if len({len(row) for row in rows}) > 1:
+        raise falcon.HTTPBadRequest(title="Bad dimension",
+                                    description="the vectors have different lengths")
     try:
-        return np.asarray(raw, dtype=np.float32)
-    except (TypeError, ValueError):
+        with np.errstate(over="ignore"):  # beyond float32: infinite, refused by the caller
+            return np.asarray(rows, dtype=np.float32)
+    except OverflowError:  # an integer beyond float64
         raise falcon.HTTPBadRequest(title="Bad vector",
-                                    description="vectors must be lists of numbers") from None
+                                    description="vectors must be finite float32 values") from None
 
 
 class Search:
@@ -171,22 +167,18 @@ class Search:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         searcher = self.state.require()
-        body = json_object(req)
-        k = require_k(body.get("k", 10))
-        exclude = str_list(body, "exclude")
-        recent = str_list(body, "recent")
+        body = SEARCH_BODY.read(req)
+        k, exclude, recent = int(body["k"]), body["exclude"], body["recent"]
         vectors = _vectors(body)
         dim = searcher.v.dim
-        if vectors.ndim != 2 or vectors.shape[1] != dim:
+        if vectors.shape[1] != dim:
             raise falcon.HTTPBadRequest(
                 title="Bad dimension",
                 description=f"vectors must have {dim} numbers each, got shape "
                             f"{list(vectors.shape)}")
-        if len(vectors) > MAX_BATCH:
-            raise falcon.HTTPBadRequest(title="Batch too large",
-                                        description=f"at most {MAX_BATCH} vectors per call")
-        if not np.isfinite(vectors).all():
-            raise falcon.HTTPBadRequest(title="Bad vector", description="vectors must be finite")
+        if not np.isfinite(vectors).all():  # beyond float32's range, or NaN / inf bytes
+            raise falcon.HTTPBadRequest(title="Bad vector",
+                                        description="vectors must be finite float32 values")
         results = [searcher.hit_dicts(*searcher.search_rows(v, k, exclude, recent))
                    for v in vectors]
         resp.content_type = falcon.MEDIA_JSON
@@ -199,14 +191,9 @@ class Similar:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         searcher = self.state.require()
-        body = json_object(req)
-        k = require_k(body.get("k", 10))
-        item_ids = str_list(body, "item_ids")
-        if not item_ids:
-            raise falcon.HTTPBadRequest(title="Bad request",
-                                        description="item_ids must be a non-empty list")
+        body = SIMILAR_BODY.read(req)
         try:
-            hits = searcher.similar(item_ids, k, str_list(body, "exclude"))
+            hits = searcher.similar(body["item_ids"], int(body["k"]), body["exclude"])
         except UnknownItems as exc:
             raise falcon.HTTPNotFound(
                 title="Unknown items",
@@ -242,6 +229,7 @@ def create_app(settings: Settings | None = None, *, load: bool = True,
     app.add_route("/similar", Similar(state))
     app.add_route("/version", Version(state))
     app.add_route("/readyz", Ready(state.version, "the embedding version is not loaded"))
+    app.add_route("/openapi.json", Served(DOCUMENT))
     app.state = state
     if load:
         state.start()
