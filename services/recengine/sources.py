@@ -14,7 +14,7 @@ import json
 import os
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, overload
 
@@ -107,6 +107,9 @@ class EventSource(ABC):
     """An ordered stream of raw event records."""
 
     fmt: str = "jsonl"
+    on_revoke: Callable[[], None] | None = None
+    """Called before a partitioned source (Kafka) hands partitions to another consumer, so the
+    trainer can checkpoint what it applied first; a source without partitions never calls it."""
 
     @abstractmethod
     def poll(self, max_records: int, timeout_s: float) -> Sequence[bytes]:
@@ -122,6 +125,12 @@ class EventSource(ABC):
 
     def commit(self, position: dict) -> None:
         """Everything up to ``position`` is covered by a durable checkpoint."""
+
+    @property
+    def last_offsets(self) -> Sequence[tuple[int, int]]:
+        """(partition, offset) of each record of the last poll, by index; empty for a source
+        without partitions (a dead letter then carries no source offset)."""
+        return ()
 
     @abstractmethod
     def exhausted(self) -> bool:
@@ -328,10 +337,9 @@ def open_dead_letter(settings: Settings, source: EventSource | None = None) -> D
     if url.scheme == "file":
         return FileDeadLetter(url.file_path)
     if url.scheme == "kafka":
-        from recengine.backends.kafka import KafkaDeadLetter, KafkaEventSource, topic_of
+        from recengine.backends.kafka import KafkaDeadLetter, topic_of
 
-        return KafkaDeadLetter(url, topic_of(url, settings.dlq_topic),
-                               source if isinstance(source, KafkaEventSource) else None)
+        return KafkaDeadLetter(url, topic_of(url, settings.dlq_topic), source)
     raise ConfigError(f"dlq URL {url.raw!r}: unsupported scheme {url.scheme!r}")
 
 

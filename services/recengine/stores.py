@@ -125,8 +125,19 @@ class SQLiteUserStore(UserStore):
 class Cache(ABC):
     """Fast, losable state: hot user records, "popular now" lists and item metadata."""
 
+    in_process: bool = False
+    """True for a cache private to this process: the trainer's writes never reach it, so the
+    API fills its popular lists and item metadata from the newest embedding version itself.
+    A shared cache (Redis) is filled by the trainer."""
+
     @abstractmethod
     def get_user(self, user_id: str) -> UserRecord | None: ...
+
+    def get_user_and_popular(self, user_id: str, category: str | None
+                             ) -> tuple[UserRecord | None, list[tuple[str, float]] | None]:
+        """The user's record and the popular list; a networked cache answers both in one
+        round trip."""
+        return self.get_user(user_id), self.get_popular(category)
 
     @abstractmethod
     def put_users(self, records: Iterable[UserRecord]) -> None: ...
@@ -150,6 +161,8 @@ class Cache(ABC):
 
 class MemoryCache(Cache):
     """In-process cache: bounded LRU of users with a TTL, plain dicts for the rest."""
+
+    in_process = True
 
     def __init__(self, max_users: int = 100_000, ttl_s: float = 3600.0) -> None:
         self.max_users = max_users

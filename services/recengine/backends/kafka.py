@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -47,7 +47,7 @@ def topic_of(url: BackendURL, default: str) -> str:
     return url.path.strip("/") or default
 
 
-class _Offsets:
+class _Offsets(Sequence[tuple[int, int]]):
     """A lazy view of (partition, offset) by index over the messages of one poll."""
 
     def __init__(self, msgs: list) -> None:
@@ -90,7 +90,6 @@ class KafkaEventSource(EventSource):
         self._next: dict[int, int] = {}  # partition -> next offset to apply
         self._polled: list = []  # the messages of the last poll
         self._restored: dict[int, int] = {}
-        self.on_revoke: Callable[[], None] | None = None
         self.consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
         self._last_error_log = 0.0
 
@@ -137,7 +136,6 @@ class KafkaEventSource(EventSource):
 
     @property
     def last_offsets(self) -> _Offsets:
-        """(partition, offset) of each record of the last poll, by index."""
         return _Offsets(self._polled)
 
     def _log_error(self, err: KafkaError) -> None:
@@ -180,7 +178,7 @@ class KafkaEventSource(EventSource):
 class KafkaDeadLetter(DeadLetterSink):
     """Rejects to ``<name>.events.dlq``, partition for partition, deduplicated after crashes."""
 
-    def __init__(self, url: BackendURL, topic: str, source: KafkaEventSource | None) -> None:
+    def __init__(self, url: BackendURL, topic: str, source: EventSource | None) -> None:
         self.topic = topic
         self.source = source
         self.url = url
@@ -224,7 +222,7 @@ class KafkaDeadLetter(DeadLetterSink):
         if not rejected:
             return
         done = self._written()
-        polled = self.source.last_offsets if self.source is not None else []
+        polled = self.source.last_offsets if self.source is not None else ()
         for r in rejected:
             part, off = polled[r.index] if 0 <= r.index < len(polled) else (-1, -1)
             if part >= 0 and off <= done.get(part, -1):

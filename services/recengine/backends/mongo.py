@@ -113,9 +113,6 @@ class MongoUserStore(UserStore):
         except PyMongoError as exc:
             raise BackendUnavailable(f"MongoDB user store: {exc}") from None
 
-    def lease(self) -> Lease:
-        return MongoLease(self.lease_coll, self.host)
-
     def close(self) -> None:
         self.client.close()
 

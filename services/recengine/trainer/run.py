@@ -10,6 +10,7 @@ anything more and stands by again.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
@@ -40,10 +41,9 @@ def build_trainer(settings: Settings, lease: TrainerLease | None = None) -> Trai
         lease=lease,
     )
     trainer.retrying(trainer.restore, "load the latest checkpoint")
-    if hasattr(source, "on_revoke"):
-        # Partitions leaving in a rebalance: checkpoint what was applied, so the next owner
-        # starts exactly after it.
-        source.on_revoke = lambda: trainer.retrying(trainer.checkpoint, "checkpoint")
+    # Partitions leaving in a rebalance: checkpoint what was applied, so the next owner starts
+    # exactly after it.
+    source.on_revoke = lambda: trainer.retrying(trainer.checkpoint, "checkpoint")
     return trainer
 
 
@@ -60,9 +60,16 @@ def preflight(settings: Settings) -> None:
         open_user_store(settings.url("users"), settings.name).close()
 
 
-def run_trainer(settings: Settings) -> int:
-    from recengine.cli import install_stop_handlers
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` so the trainer finishes its batch and checkpoints."""
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
 
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_trainer(settings: Settings) -> int:
     preflight(settings)
     started = time.monotonic()
     warm_up(settings)  # before the lease wait: a standby takes over with its kernels compiled
