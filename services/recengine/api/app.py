@@ -16,14 +16,19 @@ import falcon
 
 from recengine.api.index_client import IndexClient, IndexUnavailable
 from recengine.api.recommender import Recommender, Unavailable
-from recengine.artifacts import open_artifact_store
+from recengine.backends.registry import (
+    open_artifact_store,
+    open_cache,
+    open_event_sink,
+    open_metrics,
+    open_user_store,
+)
 from recengine.config import Settings
 from recengine.errors import RecEngineError
 from recengine.events import Event, EventError, validate
 from recengine.httputil import dumps, json_body, json_error_serializer, require_k, use_fast_json
-from recengine.metrics import Metrics, open_metrics
-from recengine.sources import EventSink, open_event_sink
-from recengine.stores import open_cache, open_user_store
+from recengine.metrics import Metrics
+from recengine.sources import EventSink
 from recengine.wsgi import LazyApp
 
 MAX_ID = 256

@@ -20,6 +20,7 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from typing import Self
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -92,6 +93,12 @@ class KafkaEventSource(EventSource):
         self._restored: dict[int, int] = {}
         self.consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
         self._last_error_log = 0.0
+
+    @classmethod
+    def from_url(cls, url: BackendURL, settings: Settings) -> Self:
+        """The engine's trainer group (``<name>-trainer``), this replica its static member."""
+        return cls(url, topic_of(url, settings.events_topic), group=f"{settings.name}-trainer",
+                   instance=settings.instance_name)
 
     # --- rebalance -----------------------------------------------------------------------------
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -187,6 +194,11 @@ class KafkaDeadLetter(DeadLetterSink):
                                   "linger.ms": 5})
         self._done: dict[int, int] | None = None
 
+    @classmethod
+    def from_url(cls, url: BackendURL, settings: Settings,
+                 source: EventSource | None = None) -> Self:
+        return cls(url, topic_of(url, settings.dlq_topic), source)
+
     def _written(self) -> dict[int, int]:
         """Highest source offset already in each DLQ partition (read once, after a restart)."""
         if self._done is not None:
@@ -261,6 +273,10 @@ class KafkaEventSink:
         self.producer = Producer({"bootstrap.servers": bootstrap(url),
                                   "enable.idempotence": True, "acks": "all",
                                   "linger.ms": 1, "message.timeout.ms": int(timeout_s * 1000)})
+
+    @classmethod
+    def from_url(cls, url: BackendURL, settings: Settings) -> Self:
+        return cls(url, topic_of(url, settings.events_topic))
 
     def append(self, events: Sequence[Event]) -> None:
         if not events:

@@ -31,7 +31,8 @@ import faiss
 import falcon
 import numpy as np
 
-from recengine.artifacts import ArtifactStore, open_artifact_store
+from recengine.artifacts import ArtifactStore
+from recengine.backends.registry import open_artifact_store, open_metrics
 from recengine.config import Settings
 from recengine.errors import RecEngineError
 from recengine.httputil import (
@@ -43,7 +44,7 @@ from recengine.httputil import (
     use_fast_json,
 )
 from recengine.index.searcher import Searcher, UnknownItems
-from recengine.metrics import Metrics, open_metrics
+from recengine.metrics import Metrics
 from recengine.versions import load_version
 from recengine.wsgi import LazyApp
 

@@ -14,12 +14,17 @@ import signal
 import threading
 import time
 
-from recengine.artifacts import open_artifact_store
+from recengine.backends.registry import (
+    open_artifact_store,
+    open_cache,
+    open_dead_letter,
+    open_lease,
+    open_metrics,
+    open_source,
+    open_user_store,
+)
 from recengine.config import Settings
 from recengine.lease import LeaseLost, TrainerLease
-from recengine.metrics import open_metrics
-from recengine.sources import open_dead_letter, open_source
-from recengine.stores import open_cache, open_user_store
 from recengine.trainer.learner import warm_up
 from recengine.trainer.service import Trainer
 
@@ -76,8 +81,8 @@ def run_trainer(settings: Settings) -> int:
     log.info("learner kernels ready in %.1f s", time.monotonic() - started)
     stop = threading.Event()
     install_stop_handlers(stop)
-    store = open_artifact_store(settings.url("artifacts"), settings.name)
-    lease = TrainerLease(store.lease(), settings.instance_name, settings.lease_ttl_s)
+    store_lease = open_lease(settings.url("artifacts"), settings.name)
+    lease = TrainerLease(store_lease, settings.instance_name, settings.lease_ttl_s)
     try:
         while not stop.is_set():
             if lease.wait(stop) is None:
@@ -98,5 +103,5 @@ def run_trainer(settings: Settings) -> int:
             lease.release()  # after the final checkpoint: a standby takes over at once
             break
     finally:
-        store.close()
+        store_lease.close()
     return 0
