@@ -33,12 +33,6 @@ from recengine.wsgi import LazyApp
 
 MAX_ID = 256
 
-try:  # the broker's errors, when the Kafka backend is installed
-    from confluent_kafka import KafkaException as KafkaLikeError
-except ImportError:  # pragma: no cover - embedded installs without confluent-kafka
-    class KafkaLikeError(Exception):  # type: ignore[no-redef]
-        """Never raised: no Kafka client installed."""
-
 
 def _optional_id(req: falcon.Request, name: str) -> str | None:
     value = req.get_param(name)
@@ -118,7 +112,7 @@ class Events:
                 rejected.append({"index": n, "reason": str(exc)})
         try:
             self.sink.append(good)
-        except (OSError, RecEngineError, KafkaLikeError) as exc:
+        except (OSError, RecEngineError) as exc:
             raise falcon.HTTPServiceUnavailable(
                 title="Event stream unavailable",
                 description=f"no event was accepted: {exc}") from None

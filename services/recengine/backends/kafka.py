@@ -33,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from recengine.config import BackendURL, Settings
+from recengine.errors import BackendUnavailable
 from recengine.events import Event, Rejected
 from recengine.sources import DeadLetterSink, EventSource
 
@@ -265,7 +266,7 @@ class KafkaDeadLetter(DeadLetterSink):
 class KafkaEventSink:
     """``POST /events``: idempotent producer, ``acks=all``, keyed by user id (one user's
     events stay in one partition, in order). ``append`` returns only once the broker has
-    acknowledged every event, and raises when it could not."""
+    acknowledged every event, and raises :class:`BackendUnavailable` when it could not."""
 
     def __init__(self, url: BackendURL, topic: str, timeout_s: float = 5.0) -> None:
         self.topic = topic
@@ -287,13 +288,16 @@ class KafkaEventSink:
             if err is not None:
                 errors.append(str(err))
 
-        for e in events:
-            self.producer.produce(self.topic, value=e.to_json().encode(),
-                                  key=e.user_id.encode(), on_delivery=delivered)
-        remaining = self.producer.flush(self.timeout_s)
+        try:
+            for e in events:
+                self.producer.produce(self.topic, value=e.to_json().encode(),
+                                      key=e.user_id.encode(), on_delivery=delivered)
+            remaining = self.producer.flush(self.timeout_s)
+        except KafkaException as exc:
+            raise BackendUnavailable(str(exc)) from None
         if remaining or errors:
-            raise KafkaException(f"broker did not acknowledge {remaining or len(errors)} events"
-                                 + (f": {errors[0]}" if errors else ""))
+            raise BackendUnavailable(f"broker did not acknowledge {remaining or len(errors)} "
+                                     "events" + (f": {errors[0]}" if errors else ""))
 
 
 def create_topics(settings: Settings, partitions: int, replication: int = 1,
