@@ -27,8 +27,10 @@ venv: $(STAMP)
 demo: venv
 	$(BIN)/recengine demo
 
+# ruff, then the import contracts of pyproject.toml (layers, no circles, who may import what).
 lint: venv
 	$(BIN)/ruff check services operator bench tests tools
+	PYTHONPATH=services:operator $(BIN)/lint-imports
 
 # Installs (once, cached under ~/.cache/recengine) the real servers the tests start: Kafka,
 # FerretDB, Redis, Graphite + statsd (tools/infra/README.md), helm and kubectl, and the
@@ -57,4 +59,4 @@ bench: venv
 	$(BIN)/python bench/serving.py --items 100000
 
 clean:
-	rm -rf build *.egg-info .pytest_cache .ruff_cache
+	rm -rf build *.egg-info .pytest_cache .ruff_cache .import_linter_cache

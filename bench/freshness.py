@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.servers import KafkaServer, MongoServer, RedisServer  # noqa: E402
 
 from recengine import serve  # noqa: E402
-from recengine.artifacts import open_artifact_store  # noqa: E402
 from recengine.backends.kafka import create_topics  # noqa: E402
+from recengine.backends.registry import open_artifact_store  # noqa: E402
 from recengine.config import Settings  # noqa: E402
 from recengine.synth import SynthConfig, generate  # noqa: E402
 

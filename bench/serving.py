@@ -44,9 +44,10 @@ import numpy as np
 import orjson
 
 from recengine import serve
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore
+from recengine.backends.sqlite import SQLiteUserStore
 from recengine.config import Settings
-from recengine.stores import SQLiteUserStore, UserRecord
+from recengine.stores import UserRecord
 from recengine.versions import build_blobs, load_version
 
 

@@ -46,8 +46,9 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from recengine.backends.files import FileEventSource  # noqa: E402
 from recengine.config import Settings  # noqa: E402
-from recengine.sources import FileEventSource, decode  # noqa: E402
+from recengine.sources import decode  # noqa: E402
 from recengine.synth import SynthConfig, write_stream  # noqa: E402
 from recengine.trainer.learner import Learner  # noqa: E402
 

@@ -2,9 +2,9 @@
 
 The store is the one the trainer publishes to, named by the RecEngine's Secret
 (``RECENGINE_ARTIFACTS_URL``, and ``RECENGINE_NAME`` for the Mongo collections' prefix); the
-backend is chosen by URL scheme in :func:`recengine.artifacts.open_artifact_store` (``file://``
-and ``mongodb://``). Stores stay open between ticks, and manifests are cached: a published
-version is immutable, so its manifest is read once.
+backend is chosen by URL scheme in :func:`recengine.backends.registry.open_artifact_store`
+(``file://`` and ``mongodb://``). Stores stay open between ticks, and manifests are cached: a
+published version is immutable, so its manifest is read once.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from recengine.artifacts import ArtifactStore, open_artifact_store
+from recengine.artifacts import ArtifactStore
+from recengine.backends.registry import open_artifact_store
 from recengine.config import parse_url
 from recengine.errors import ArtifactError
 from recengine_operator.reconcile import Catalog

@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from recengine.backends.registry import open_metrics
 from recengine.config import parse_url
-from recengine.metrics import Metrics, open_metrics
+from recengine.metrics import Metrics
 from recengine_operator import status as st
 from recengine_operator.config import Config
 from recengine_operator.reconcile import Plan

@@ -11,9 +11,7 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
-import threading
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -57,7 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     # Open what the app will open, so a bad URL fails here with one line, not in a worker.
     if args.service == "index":
-        from recengine.artifacts import open_artifact_store
+        from recengine.backends.registry import open_artifact_store
 
         open_artifact_store(settings.url("artifacts"))
     else:
@@ -70,11 +68,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if settings.url("events").scheme != "kafka":
-        raise ConfigError("topics create needs a kafka:// events URL (--events-url)")
-    from recengine.backends.kafka import create_topics
+    from recengine.backends.registry import create_topics
 
+    settings = _settings(args)
     for topic, outcome in create_topics(settings, args.partitions, args.replication).items():
         print(f"{topic}: {outcome}")
     return 0
@@ -237,15 +233,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT set ``stop`` so the trainer finishes its batch and checkpoints."""
-    def handler(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 if __name__ == "__main__":

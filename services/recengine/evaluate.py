@@ -14,15 +14,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from recengine.backends.registry import open_event_file
 from recengine.config import Settings
-from recengine.sources import FileEventSource
 from recengine.trainer.learner import Learner
 
 
 def evaluate_file(path: Path, settings: Settings, fmt: str = "auto", progress: bool = False,
                   plot: str | None = None, eval_fraction: float = 1.0) -> dict:
-    source = FileEventSource(path, fmt if fmt != "auto" else settings.events_format,
-                             follow=False)
+    if fmt != "auto":
+        settings = settings.replace(events_format=fmt)
+    source = open_event_file(path, settings.replace(follow=False))
     learner = Learner(settings.replace(eval_k=10), seen_limit=None)
     size = path.stat().st_size
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="eval", disable=not progress)

@@ -13,23 +13,23 @@ the latest one once the new holder has written its first: whichever checkpoint i
 consistent snapshot of (model, stream position), so no event is lost or applied twice. Clock
 skew between replicas only moves the moment of takeover.
 
+The lease backends (a file beside the artifacts, a MongoDB document) live in
+:mod:`recengine.backends`, chosen with the artifact store's URL.
+
 A replica restarted under the same name (a crashed container in the same pod) takes its lease
 back at once, with a new epoch, instead of waiting out its previous incarnation's lease.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Self
 
+from recengine.config import BackendURL
 from recengine.errors import BackendUnavailable
 
 log = logging.getLogger("recengine.lease")
@@ -58,6 +58,11 @@ class LeaseLost(Exception):
 class Lease(ABC):
     """An exclusive, expiring lease with an epoch (a record in the artifact store)."""
 
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: BackendURL, name: str) -> Self:
+        """The trainer lease of engine ``name`` in the artifact store ``url`` names."""
+
     @abstractmethod
     def acquire(self, holder: str, ttl_s: float) -> int | None:
         """Take the lease if it is free, expired or already ``holder``'s (a restarted
@@ -75,66 +80,8 @@ class Lease(ABC):
     def current(self) -> LeaseState | None:
         """Who holds the lease (possibly expired), or None if nobody ever did."""
 
-
-class FileLease(Lease):
-    """The lease as a JSON file, read and written under an exclusive ``flock`` of a lock file:
-    for trainers sharing a file artifact store (one machine, or one shared volume)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._local = threading.Lock()
-
-    def _locked(self, change: Callable[[LeaseState | None], tuple[object, LeaseState | None]]
-                ) -> object:
-        """``change(state) -> (result, new state or None)``, atomically across processes."""
-        with self._local:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                state = self._read()
-                result, new = change(state)
-                if new is not None:
-                    tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(vars(new)))
-                    os.replace(tmp, self.path)
-                return result
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-
-    def _read(self) -> LeaseState | None:
-        try:
-            doc = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return None
-        return LeaseState(str(doc["holder"]), int(doc["epoch"]), float(doc["expires"]))
-
-    def acquire(self, holder: str, ttl_s: float) -> int | None:
-        def change(st: LeaseState | None) -> tuple[object, LeaseState | None]:
-            now = time.time()
-            if st is not None and st.holder != holder and st.expires > now:
-                return None, None
-            new = LeaseState(holder, (st.epoch if st else 0) + 1, now + ttl_s)
-            return new.epoch, new
-        return self._locked(change)  # type: ignore[return-value]
-
-    def renew(self, holder: str, epoch: int, ttl_s: float) -> bool:
-        def change(st: LeaseState | None) -> tuple[object, LeaseState | None]:
-            if st is None or (st.holder, st.epoch) != (holder, epoch):
-                return False, None
-            return True, LeaseState(holder, epoch, time.time() + ttl_s)
-        return bool(self._locked(change))
-
-    def release(self, holder: str, epoch: int) -> None:
-        def change(st: LeaseState | None) -> tuple[object, LeaseState | None]:
-            if st is None or (st.holder, st.epoch) != (holder, epoch):
-                return None, None
-            return None, LeaseState(holder, epoch, 0.0)
-        self._locked(change)
-
-    def current(self) -> LeaseState | None:
-        return self._locked(lambda st: (st, None))  # type: ignore[return-value]
+    def close(self) -> None:
+        """Release connections."""
 
 
 class TrainerLease:

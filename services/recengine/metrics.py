@@ -1,5 +1,8 @@
 """statsd metrics named ``recengine.<service>.<metric>``, never blocking or failing a caller.
 
+:class:`Metrics` is the interface and the no-op of ``metrics_url=off``; the statsd client is
+:class:`recengine.backends.statsd.StatsdMetrics`.
+
 Every name a service sends is listed in :mod:`recengine.metric_names` (the docs and the
 dashboards are generated from there, and a test checks the calls against it).
 
@@ -13,12 +16,10 @@ with them.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Self
 
 from recengine.config import BackendURL
 
@@ -35,6 +36,11 @@ class Metrics:
     def __init__(self, service: str) -> None:
         self.service = service
         self.dropped = 0
+
+    @classmethod
+    def from_url(cls, url: BackendURL, service: str) -> Self:
+        """Metrics of ``service`` sent where ``url`` says."""
+        return cls(service)
 
     def incr(self, name: str, count: int = 1) -> None:
         """Count ``count`` occurrences."""
@@ -61,88 +67,3 @@ class Metrics:
         """Stop background sends (held gauges)."""
 
 
-class StatsdMetrics(Metrics):
-    """Metrics sent with the ``statsd`` client to ``statsd://host:port``."""
-
-    def __init__(self, service: str, host: str, port: int, *,
-                 hold_interval_s: float = HOLD_INTERVAL_S,
-                 resolve_retry_s: float = RESOLVE_RETRY_S) -> None:
-        super().__init__(service)
-        self.host, self.port = host, port
-        self.prefix = f"recengine.{service}"
-        self.hold_interval_s = hold_interval_s
-        self.resolve_retry_s = resolve_retry_s
-        self.client: Any = None  # a statsd.StatsClient once the host is resolved
-        self._held: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._beating = False
-        if not self._connect(numeric_only=True):
-            threading.Thread(target=self._resolve, name="statsd-resolve", daemon=True).start()
-
-    def _connect(self, numeric_only: bool = False) -> bool:
-        import statsd
-
-        try:
-            family, _, _, _, addr = socket.getaddrinfo(
-                self.host, self.port, socket.AF_UNSPEC, socket.SOCK_DGRAM, 0,
-                socket.AI_NUMERICHOST if numeric_only else 0)[0]
-            client = statsd.StatsClient(addr[0], addr[1], prefix=self.prefix,
-                                        ipv6=family == socket.AF_INET6)
-        except (OSError, UnicodeError, IndexError):
-            return False
-        sock = getattr(client, "_sock", None)
-        if sock is not None:
-            sock.setblocking(False)  # a full buffer drops the packet (the client ignores it)
-        self.client = client
-        return True
-
-    def _resolve(self) -> None:
-        while not self._stop.is_set():
-            if self._connect():
-                return
-            self._stop.wait(self.resolve_retry_s)
-
-    def _safe(self, method: str, *args: Any) -> None:
-        client = self.client
-        if client is None:
-            self.dropped += 1
-            return
-        try:
-            getattr(client, method)(*args)
-        except Exception:  # metrics must never fail the caller
-            self.dropped += 1
-
-    def incr(self, name: str, count: int = 1) -> None:
-        self._safe("incr", name, count)
-
-    def gauge(self, name: str, value: float) -> None:
-        self._safe("gauge", name, value)
-
-    def hold(self, name: str, value: float) -> None:
-        with self._lock:
-            self._held[name] = value
-            start = not self._beating
-            self._beating = True
-        self.gauge(name, value)
-        if start:
-            threading.Thread(target=self._beat, name="statsd-hold", daemon=True).start()
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.hold_interval_s):
-            with self._lock:
-                held = list(self._held.items())
-            for name, value in held:
-                self.gauge(name, value)
-
-    def timing(self, name: str, ms: float) -> None:
-        self._safe("timing", name, ms)
-
-    def close(self) -> None:
-        self._stop.set()
-
-
-def open_metrics(url: BackendURL, service: str) -> Metrics:
-    if url.scheme == "statsd":
-        return StatsdMetrics(service, url.host, url.port or 8125)
-    return Metrics(service)

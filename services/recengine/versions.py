@@ -19,7 +19,6 @@ refuses a version whose blobs do not match it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from recengine.artifacts import ArtifactStore
+from recengine.artifacts import ArtifactStore, checksum
 from recengine.errors import ChecksumMismatch
 
 BLOBS = ("vectors.npy", "item_ids.json", "output.npy", "index.faiss", "neighbours.npz",
@@ -37,14 +36,6 @@ BLOBS = ("vectors.npy", "item_ids.json", "output.npy", "index.faiss", "neighbour
 FLAT_MAX_ITEMS = 50_000
 #: Below this many items every index is flat: exact, and an ANN index would gain nothing.
 MIN_ANN_ITEMS = 1000
-
-
-def checksum(blobs: dict[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(blobs):
-        h.update(name.encode())
-        h.update(hashlib.sha256(blobs[name]).digest())
-    return "sha256:" + h.hexdigest()
 
 
 def choose_index_type(n_items: int, configured: str = "auto") -> str:

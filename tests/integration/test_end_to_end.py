@@ -18,8 +18,8 @@ import requests
 from support.streams import produce
 
 from recengine import serve
-from recengine.artifacts import open_artifact_store
 from recengine.backends.kafka import create_topics
+from recengine.backends.registry import open_artifact_store
 from recengine.config import Settings
 from recengine.synth import SynthConfig, generate
 

@@ -19,8 +19,8 @@ import pytest
 import torch
 from support.streams import assert_applied_exactly_once, produce
 
-from recengine.artifacts import open_artifact_store
 from recengine.backends.kafka import create_topics
+from recengine.backends.registry import open_artifact_store, open_lease
 from recengine.config import Settings, parse_url
 from recengine.sources import decode
 from recengine.synth import SynthConfig, generate
@@ -81,7 +81,7 @@ def test_the_standby_takes_over_on_a_crash_and_a_clean_handover_without_loss(
     chunks = [raw[len(raw) * k // 4: len(raw) * (k + 1) // 4] for k in range(4)]
 
     artifacts = open_artifact_store(parse_url("artifacts", mongo_url), name)
-    lease = artifacts.lease()
+    lease = open_lease(parse_url("artifacts", mongo_url), name)
 
     def counters() -> dict:
         latest = artifacts.latest_checkpoint()

@@ -18,7 +18,7 @@ import pytest
 import torch
 from support.streams import assert_applied_exactly_once, count_records, produce
 
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore
 from recengine.backends.kafka import KafkaEventSink, create_topics
 from recengine.config import Settings
 from recengine.events import validate
@@ -151,7 +151,7 @@ def test_a_broker_restart_in_the_middle_of_a_stream_loses_nothing(kafka, tmp_pat
 def test_a_poll_records_the_next_offset_of_every_partition_it_read(kafka, tmp_path) -> None:
     """The checkpoint position must name every partition a batch came from, or a restart
     would read those partitions again (found by the kill -9 test)."""
-    from recengine.sources import open_source
+    from recengine.backends.registry import open_source
 
     name = f"pos{uuid.uuid4().hex[:6]}"
     s = _settings(kafka.url, tmp_path, name)

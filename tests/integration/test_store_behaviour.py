@@ -11,18 +11,15 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from recengine.artifacts import ArtifactStore, FileArtifactStore, open_artifact_store
+from recengine.artifacts import ArtifactStore
+from recengine.backends.files import FileArtifactStore
+from recengine.backends.memory import MemoryCache
+from recengine.backends.registry import open_artifact_store, open_cache, open_lease, open_user_store
+from recengine.backends.sqlite import SQLiteUserStore
 from recengine.config import parse_url
 from recengine.errors import ArtifactError, ChecksumMismatch
-from recengine.stores import (
-    Cache,
-    MemoryCache,
-    SQLiteUserStore,
-    UserRecord,
-    UserStore,
-    open_cache,
-    open_user_store,
-)
+from recengine.lease import Lease
+from recengine.stores import Cache, UserRecord, UserStore
 from recengine.versions import build_blobs, checksum, load_version
 
 
@@ -60,6 +57,15 @@ def artifacts(request: pytest.FixtureRequest, tmp_path) -> Iterator[ArtifactStor
                                     _name())
     yield store
     store.close()
+
+
+@pytest.fixture(params=["file", pytest.param("mongodb", marks=pytest.mark.integration)])
+def lease(request: pytest.FixtureRequest, tmp_path) -> Iterator[Lease]:
+    url = (f"file://{tmp_path}/artifacts" if request.param == "file"
+           else request.getfixturevalue("mongo_url"))
+    held = open_lease(parse_url("artifacts", url), _name())
+    yield held
+    held.close()
 
 
 def _record(uid: str, seed: int = 0) -> UserRecord:
@@ -183,8 +189,7 @@ class TestServingMarks:
 
 
 class TestTrainerLease:
-    def test_one_holder_until_expiry_then_a_takeover_with_a_new_epoch(self, artifacts) -> None:
-        lease = artifacts.lease()
+    def test_one_holder_until_expiry_then_a_takeover_with_a_new_epoch(self, lease) -> None:
         assert lease.current() is None
         assert lease.acquire("a", 0.6) == 1
         assert lease.acquire("b", 0.6) is None
@@ -195,8 +200,7 @@ class TestTrainerLease:
         st = lease.current()
         assert st is not None and (st.holder, st.epoch) == ("b", 2)
 
-    def test_release_and_restart_under_the_same_name(self, artifacts) -> None:
-        lease = artifacts.lease()
+    def test_release_and_restart_under_the_same_name(self, lease) -> None:
         assert lease.acquire("a", 30) == 1
         assert lease.acquire("a", 30) == 2  # a restarted replica fences its predecessor
         lease.release("a", 1)  # the predecessor's release changes nothing

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from support.k8s import ROOT, ControlPlane
 
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore
 from recengine.versions import build_blobs
 
 pytestmark = pytest.mark.k8s

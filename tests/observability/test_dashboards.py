@@ -36,7 +36,7 @@ from support.k8s import ControlPlane
 from support.servers import tail
 
 from recengine import dashboards, serve
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore
 from recengine.config import Settings
 from recengine.index.app import pod_name
 from recengine.synth import SynthConfig, write_stream

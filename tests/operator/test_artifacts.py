@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from kube_objects import manifest
 
-from recengine.artifacts import FileArtifactStore, open_artifact_store
+from recengine.backends.files import FileArtifactStore
+from recengine.backends.registry import open_artifact_store
 from recengine.errors import ConfigError
 from recengine_operator.artifacts import Catalogs, store_address
 

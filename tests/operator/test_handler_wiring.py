@@ -19,7 +19,7 @@ import pytest
 from kube_objects import T0, deployment, manifest
 from kubernetes import client
 
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore
 from recengine_operator.config import Config
 from recengine_operator.handlers.handle_recengine import reconcile
 from recengine_operator.handlers.runtime import Runtime

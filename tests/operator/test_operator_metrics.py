@@ -6,7 +6,8 @@ from typing import Any
 
 from kube_objects import applied, at, catalog, deployment, engine_spec, manifest, progressed
 
-from recengine.metrics import Metrics, StatsdMetrics
+from recengine.backends.statsd import StatsdMetrics
+from recengine.metrics import Metrics
 from recengine_operator.config import Config
 from recengine_operator.metrics import open_operator_metrics, record
 from recengine_operator.reconcile import plan

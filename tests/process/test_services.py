@@ -38,7 +38,7 @@ def test_recommend_for_a_known_user_excludes_their_recent_items(services, engine
     assert body["based_on"] == "user"
     assert body["version"] == 2
     assert len(body["items"]) == 10
-    from recengine.stores import open_user_store
+    from recengine.backends.registry import open_user_store
 
     record = open_user_store(services.settings.url("users")).get(engine.known_user)
     assert record is not None and record.row >= 0 and record.events > 0
@@ -92,7 +92,7 @@ def test_openapi_document_is_served(services) -> None:
 
 
 def test_the_index_marks_the_version_it_serves_so_pruning_keeps_it(services, engine) -> None:
-    from recengine.artifacts import FileArtifactStore
+    from recengine.backends.files import FileArtifactStore
 
     store = FileArtifactStore(engine.data_dir / "artifacts")
     served = requests.get(f"{services.index}/version", timeout=5).json()["version"]

@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from recengine import serve
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore, FileEventSource
 from recengine.config import Settings
-from recengine.sources import FileEventSource, decode
+from recengine.sources import decode
 from recengine.synth import SynthConfig, write_stream
 from recengine.trainer.run import build_trainer
 from recengine.versions import load_version

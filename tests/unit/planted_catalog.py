@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore
 from recengine.config import Settings
 from recengine.versions import build_blobs
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from recengine.backends.files import FileEventSource
 from recengine.events import is_csv_header
-from recengine.sources import FileEventSource
 
 
 def line_by_line(data: bytes, fmt: str, follow: bool) -> tuple[list[bytes], int]:

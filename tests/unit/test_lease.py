@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore, FileLease
+from recengine.backends.registry import open_lease
+from recengine.config import parse_url
 from recengine.errors import BackendUnavailable
-from recengine.lease import EPOCH_STRIDE, FileLease, LeaseLost, TrainerLease, checkpoint_seq
+from recengine.lease import EPOCH_STRIDE, LeaseLost, TrainerLease, checkpoint_seq
 
 
 def test_one_holder_at_a_time_until_the_lease_expires(tmp_path: Path) -> None:
@@ -43,12 +45,12 @@ def test_release_lets_a_standby_in_at_once(tmp_path: Path) -> None:
 
 
 def test_concurrent_acquires_elect_exactly_one(tmp_path: Path) -> None:
-    store = FileArtifactStore(tmp_path / "artifacts")
+    url = parse_url("artifacts", f"file://{tmp_path}/artifacts")
     won: list[str] = []
     start = threading.Barrier(8)
 
     def contend(name: str) -> None:
-        lease = store.lease()  # each its own handle, like separate processes
+        lease = open_lease(url)  # each its own handle, like separate processes
         start.wait()
         if lease.acquire(name, 60) is not None:
             won.append(name)

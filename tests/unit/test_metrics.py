@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from recengine.backends.registry import open_metrics
+from recengine.backends.statsd import StatsdMetrics
 from recengine.config import parse_url
 from recengine.metric_names import METRICS, resolve
-from recengine.metrics import Metrics, StatsdMetrics, open_metrics
+from recengine.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 

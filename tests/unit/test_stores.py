@@ -10,15 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recengine.backends.memory import MemoryCache
+from recengine.backends.registry import open_cache, open_user_store
+from recengine.backends.sqlite import SQLiteUserStore
 from recengine.config import parse_url
 from recengine.errors import ConfigError
-from recengine.stores import (
-    MemoryCache,
-    SQLiteUserStore,
-    UserRecord,
-    open_cache,
-    open_user_store,
-)
+from recengine.stores import UserRecord
 
 
 def _record(user_id: str, seed: int = 0, recent: int = 3) -> UserRecord:

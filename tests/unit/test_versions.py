@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from recengine.artifacts import FileArtifactStore
+from recengine.backends.files import FileArtifactStore
 from recengine.errors import ArtifactError, ChecksumMismatch
 from recengine.versions import BLOBS, build_blobs, checksum, choose_index_type, load_version
 

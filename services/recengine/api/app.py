@@ -14,27 +14,26 @@ import falcon
 
 from recengine.api.index_client import IndexClient, IndexUnavailable
 from recengine.api.recommender import Recommender, Unavailable
-from recengine.artifacts import open_artifact_store
+from recengine.backends.registry import (
+    open_artifact_store,
+    open_cache,
+    open_event_sink,
+    open_metrics,
+    open_user_store,
+)
 from recengine.config import Settings
 from recengine.errors import RecEngineError
 from recengine.events import Event, EventError, validate
 from recengine.httputil import NotReady, Ready, dumps, json_app, json_body
-from recengine.metrics import Metrics, open_metrics
+from recengine.metrics import Metrics
 from recengine.openapi import Document, Served
-from recengine.sources import EventSink, open_event_sink
-from recengine.stores import open_cache, open_user_store
+from recengine.sources import EventSink
 from recengine.wsgi import LazyApp
 
 #: This API's contract; query parameters and request bodies are checked against it.
 DOCUMENT = Document("recengine.api")
 RECOMMEND_QUERY = DOCUMENT.query("/recommend", "get")
 EVENTS_BODY = DOCUMENT.body("/events", "post")
-
-try:  # the broker's errors, when the Kafka backend is installed
-    from confluent_kafka import KafkaException as KafkaLikeError
-except ImportError:  # pragma: no cover - embedded installs without confluent-kafka
-    class KafkaLikeError(Exception):  # type: ignore[no-redef]
-        """Never raised: no Kafka client installed."""
 
 
 class Recommend:
@@ -100,7 +99,7 @@ class Events:
                 rejected.append({"index": n, "reason": str(exc)})
         try:
             self.sink.append(good)
-        except (OSError, RecEngineError, KafkaLikeError) as exc:
+        except (OSError, RecEngineError) as exc:
             raise falcon.HTTPServiceUnavailable(
                 title="Event stream unavailable",
                 description=f"no event was accepted: {exc}") from None

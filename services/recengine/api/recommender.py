@@ -25,7 +25,7 @@ from recengine.api.index_client import IndexClient, IndexNotFound, IndexUnavaila
 from recengine.artifacts import ArtifactStore
 from recengine.errors import BackendUnavailable, RecEngineError
 from recengine.metrics import Metrics
-from recengine.stores import Cache, MemoryCache, UserRecord, UserStore
+from recengine.stores import Cache, UserRecord, UserStore
 
 log = logging.getLogger("recengine.api")
 
@@ -81,7 +81,7 @@ class Recommender:
     def refresh_catalog(self, force: bool = False) -> None:
         """With an in-process cache, popular lists and item metadata come from the newest
         embedding version (a shared cache such as Redis is filled by the trainer instead)."""
-        if self.artifacts is None or not isinstance(self.cache, MemoryCache):
+        if self.artifacts is None or not self.cache.in_process:
             return
         now = time.monotonic()
         if not force and now - self._catalog_checked < self.catalog_refresh_s:
@@ -110,12 +110,10 @@ class Recommender:
             degraded.append("cache")
             return None, None
         try:
-            both = getattr(self.cache, "get_user_and_popular", None)
-            if user_id and both is not None:
-                record, popular = both(user_id, category)
+            if user_id:
+                record, popular = self.cache.get_user_and_popular(user_id, category)
             else:
-                record = self.cache.get_user(user_id) if user_id else None
-                popular = self.cache.get_popular(category)
+                record, popular = None, self.cache.get_popular(category)
             if popular is None and category:
                 popular = self.cache.get_popular(None)
         except BackendUnavailable as exc:

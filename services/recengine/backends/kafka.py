@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Self
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -32,6 +33,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from recengine.config import BackendURL, Settings
+from recengine.errors import BackendUnavailable
 from recengine.events import Event, Rejected
 from recengine.sources import DeadLetterSink, EventSource
 
@@ -47,7 +49,7 @@ def topic_of(url: BackendURL, default: str) -> str:
     return url.path.strip("/") or default
 
 
-class _Offsets:
+class _Offsets(Sequence[tuple[int, int]]):
     """A lazy view of (partition, offset) by index over the messages of one poll."""
 
     def __init__(self, msgs: list) -> None:
@@ -90,9 +92,14 @@ class KafkaEventSource(EventSource):
         self._next: dict[int, int] = {}  # partition -> next offset to apply
         self._polled: list = []  # the messages of the last poll
         self._restored: dict[int, int] = {}
-        self.on_revoke: Callable[[], None] | None = None
         self.consumer.subscribe([topic], on_assign=self._assigned, on_revoke=self._revoked)
         self._last_error_log = 0.0
+
+    @classmethod
+    def from_url(cls, url: BackendURL, settings: Settings) -> Self:
+        """The engine's trainer group (``<name>-trainer``), this replica its static member."""
+        return cls(url, topic_of(url, settings.events_topic), group=f"{settings.name}-trainer",
+                   instance=settings.instance_name)
 
     # --- rebalance -----------------------------------------------------------------------------
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -137,7 +144,6 @@ class KafkaEventSource(EventSource):
 
     @property
     def last_offsets(self) -> _Offsets:
-        """(partition, offset) of each record of the last poll, by index."""
         return _Offsets(self._polled)
 
     def _log_error(self, err: KafkaError) -> None:
@@ -180,7 +186,7 @@ class KafkaEventSource(EventSource):
 class KafkaDeadLetter(DeadLetterSink):
     """Rejects to ``<name>.events.dlq``, partition for partition, deduplicated after crashes."""
 
-    def __init__(self, url: BackendURL, topic: str, source: KafkaEventSource | None) -> None:
+    def __init__(self, url: BackendURL, topic: str, source: EventSource | None) -> None:
         self.topic = topic
         self.source = source
         self.url = url
@@ -188,6 +194,11 @@ class KafkaDeadLetter(DeadLetterSink):
                                   "enable.idempotence": True, "acks": "all",
                                   "linger.ms": 5})
         self._done: dict[int, int] | None = None
+
+    @classmethod
+    def from_url(cls, url: BackendURL, settings: Settings,
+                 source: EventSource | None = None) -> Self:
+        return cls(url, topic_of(url, settings.dlq_topic), source)
 
     def _written(self) -> dict[int, int]:
         """Highest source offset already in each DLQ partition (read once, after a restart)."""
@@ -224,7 +235,7 @@ class KafkaDeadLetter(DeadLetterSink):
         if not rejected:
             return
         done = self._written()
-        polled = self.source.last_offsets if self.source is not None else []
+        polled = self.source.last_offsets if self.source is not None else ()
         for r in rejected:
             part, off = polled[r.index] if 0 <= r.index < len(polled) else (-1, -1)
             if part >= 0 and off <= done.get(part, -1):
@@ -255,7 +266,7 @@ class KafkaDeadLetter(DeadLetterSink):
 class KafkaEventSink:
     """``POST /events``: idempotent producer, ``acks=all``, keyed by user id (one user's
     events stay in one partition, in order). ``append`` returns only once the broker has
-    acknowledged every event, and raises when it could not."""
+    acknowledged every event, and raises :class:`BackendUnavailable` when it could not."""
 
     def __init__(self, url: BackendURL, topic: str, timeout_s: float = 5.0) -> None:
         self.topic = topic
@@ -263,6 +274,10 @@ class KafkaEventSink:
         self.producer = Producer({"bootstrap.servers": bootstrap(url),
                                   "enable.idempotence": True, "acks": "all",
                                   "linger.ms": 1, "message.timeout.ms": int(timeout_s * 1000)})
+
+    @classmethod
+    def from_url(cls, url: BackendURL, settings: Settings) -> Self:
+        return cls(url, topic_of(url, settings.events_topic))
 
     def append(self, events: Sequence[Event]) -> None:
         if not events:
@@ -273,13 +288,16 @@ class KafkaEventSink:
             if err is not None:
                 errors.append(str(err))
 
-        for e in events:
-            self.producer.produce(self.topic, value=e.to_json().encode(),
-                                  key=e.user_id.encode(), on_delivery=delivered)
-        remaining = self.producer.flush(self.timeout_s)
+        try:
+            for e in events:
+                self.producer.produce(self.topic, value=e.to_json().encode(),
+                                      key=e.user_id.encode(), on_delivery=delivered)
+            remaining = self.producer.flush(self.timeout_s)
+        except KafkaException as exc:
+            raise BackendUnavailable(str(exc)) from None
         if remaining or errors:
-            raise KafkaException(f"broker did not acknowledge {remaining or len(errors)} events"
-                                 + (f": {errors[0]}" if errors else ""))
+            raise BackendUnavailable(f"broker did not acknowledge {remaining or len(errors)} "
+                                     "events" + (f": {errors[0]}" if errors else ""))
 
 
 def create_topics(settings: Settings, partitions: int, replication: int = 1,

@@ -1,4 +1,4 @@
-"""MongoDB backends (pymongo): the user store and the GridFS artifact store.
+"""MongoDB backends (pymongo): the user store, the GridFS artifact store and its trainer lease.
 
 Only plain CRUD, indexes, bulk writes and GridFS are used, so the same code runs on MongoDB
 and on MongoDB-wire servers such as FerretDB (what the tests use). Every call has a timeout:
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from typing import Self
 
 import gridfs
 import numpy as np
@@ -24,7 +25,7 @@ from bson.binary import Binary
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from recengine.artifacts import ArtifactStore
+from recengine.artifacts import ArtifactStore, checksum
 from recengine.config import BackendURL
 from recengine.errors import ArtifactError, BackendUnavailable
 from recengine.lease import Lease, LeaseState
@@ -60,6 +61,10 @@ class MongoUserStore(UserStore):
             self.coll.create_index([("updated", ASCENDING)])
         except PyMongoError as exc:
             raise BackendUnavailable(f"MongoDB at {url.host}: {exc}") from None
+
+    @classmethod
+    def from_url(cls, url: BackendURL, name: str) -> Self:
+        return cls(url, name)
 
     def upsert(self, records: Sequence[UserRecord]) -> None:
         """Replace the users' documents: delete them, then insert them, 1000 at a time.
@@ -113,9 +118,6 @@ class MongoUserStore(UserStore):
         except PyMongoError as exc:
             raise BackendUnavailable(f"MongoDB user store: {exc}") from None
 
-    def lease(self) -> Lease:
-        return MongoLease(self.lease_coll, self.host)
-
     def close(self) -> None:
         self.client.close()
 
@@ -131,8 +133,11 @@ class GridFSArtifactStore(ArtifactStore):
         self.files = db[f"{name}_artifacts.files"]
         self.versions_coll = db[f"{name}_versions"]
         self.serving_coll = db[f"{name}_serving"]
-        self.lease_coll = db[f"{name}_leases"]
         self.host = url.host
+
+    @classmethod
+    def from_url(cls, url: BackendURL, name: str) -> Self:
+        return cls(url, name)
 
     def _wrap(self, exc: PyMongoError) -> BackendUnavailable:
         return BackendUnavailable(f"MongoDB artifact store at {self.host}: {exc}")
@@ -184,8 +189,6 @@ class GridFSArtifactStore(ArtifactStore):
 
     # --- versions ------------------------------------------------------------------------------
     def publish(self, blobs: dict[str, bytes], manifest: dict) -> int:
-        from recengine.versions import checksum
-
         try:
             while True:
                 last = self.versions_coll.find_one(sort=[("_id", -1)])
@@ -258,22 +261,28 @@ class GridFSArtifactStore(ArtifactStore):
         except PyMongoError as exc:
             raise self._wrap(exc) from None
 
-    def lease(self) -> Lease:
-        return MongoLease(self.lease_coll, self.host)
-
     def close(self) -> None:
         self.client.close()
 
 
 class MongoLease(Lease):
-    """The trainer lease as one document ``{_id: "trainer", holder, epoch, expires}``, changed
-    only by conditional single-document updates (atomic on MongoDB and FerretDB alike)."""
+    """The trainer lease as one document ``{_id: "trainer", holder, epoch, expires}`` in
+    ``<name>_leases``, beside the artifacts it guards, changed only by conditional
+    single-document updates (atomic on MongoDB and FerretDB alike)."""
 
     KEY = "trainer"
 
-    def __init__(self, coll: pymongo.collection.Collection, host: str) -> None:
-        self.coll = coll
-        self.host = host
+    def __init__(self, url: BackendURL, name: str, timeout_ms: int = 10_000) -> None:
+        self.client, db = connect(url, timeout_ms)
+        self.coll = self.client[db][f"{name}_leases"]
+        self.host = url.host
+
+    @classmethod
+    def from_url(cls, url: BackendURL, name: str) -> Self:
+        return cls(url, name)
+
+    def close(self) -> None:
+        self.client.close()
 
     def _wrap(self, exc: PyMongoError) -> BackendUnavailable:
         return BackendUnavailable(f"MongoDB trainer lease at {self.host}: {exc}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from typing import Self
 
 import numpy as np
 import redis
@@ -36,6 +37,10 @@ class RedisCache(Cache):
         self.r = redis.Redis.from_url(url.raw, socket_timeout=timeout_s,
                                       socket_connect_timeout=timeout_s,
                                       health_check_interval=0, retry_on_timeout=False)
+
+    @classmethod
+    def from_url(cls, url: BackendURL, name: str) -> Self:
+        return cls(url, name)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.name, *parts))

@@ -34,12 +34,13 @@ import faiss
 import falcon
 import numpy as np
 
-from recengine.artifacts import ArtifactStore, open_artifact_store
+from recengine.artifacts import ArtifactStore
+from recengine.backends.registry import open_artifact_store, open_metrics
 from recengine.config import Settings
 from recengine.errors import RecEngineError
 from recengine.httputil import NotReady, Ready, dumps, json_app
 from recengine.index.searcher import Searcher, UnknownItems
-from recengine.metrics import Metrics, open_metrics
+from recengine.metrics import Metrics
 from recengine.openapi import Document, Served
 from recengine.versions import load_version
 from recengine.wsgi import LazyApp

@@ -10,15 +10,21 @@ anything more and stands by again.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 
-from recengine.artifacts import open_artifact_store
+from recengine.backends.registry import (
+    open_artifact_store,
+    open_cache,
+    open_dead_letter,
+    open_lease,
+    open_metrics,
+    open_source,
+    open_user_store,
+)
 from recengine.config import Settings
 from recengine.lease import LeaseLost, TrainerLease
-from recengine.metrics import open_metrics
-from recengine.sources import open_dead_letter, open_source
-from recengine.stores import open_cache, open_user_store
 from recengine.trainer.learner import warm_up
 from recengine.trainer.service import Trainer
 
@@ -40,10 +46,9 @@ def build_trainer(settings: Settings, lease: TrainerLease | None = None) -> Trai
         lease=lease,
     )
     trainer.retrying(trainer.restore, "load the latest checkpoint")
-    if hasattr(source, "on_revoke"):
-        # Partitions leaving in a rebalance: checkpoint what was applied, so the next owner
-        # starts exactly after it.
-        source.on_revoke = lambda: trainer.retrying(trainer.checkpoint, "checkpoint")
+    # Partitions leaving in a rebalance: checkpoint what was applied, so the next owner starts
+    # exactly after it.
+    source.on_revoke = lambda: trainer.retrying(trainer.checkpoint, "checkpoint")
     return trainer
 
 
@@ -60,17 +65,24 @@ def preflight(settings: Settings) -> None:
         open_user_store(settings.url("users"), settings.name).close()
 
 
-def run_trainer(settings: Settings) -> int:
-    from recengine.cli import install_stop_handlers
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` so the trainer finishes its batch and checkpoints."""
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
 
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_trainer(settings: Settings) -> int:
     preflight(settings)
     started = time.monotonic()
     warm_up(settings)  # before the lease wait: a standby takes over with its kernels compiled
     log.info("learner kernels ready in %.1f s", time.monotonic() - started)
     stop = threading.Event()
     install_stop_handlers(stop)
-    store = open_artifact_store(settings.url("artifacts"), settings.name)
-    lease = TrainerLease(store.lease(), settings.instance_name, settings.lease_ttl_s)
+    store_lease = open_lease(settings.url("artifacts"), settings.name)
+    lease = TrainerLease(store_lease, settings.instance_name, settings.lease_ttl_s)
     try:
         while not stop.is_set():
             if lease.wait(stop) is None:
@@ -91,5 +103,5 @@ def run_trainer(settings: Settings) -> int:
             lease.release()  # after the final checkpoint: a standby takes over at once
             break
     finally:
-        store.close()
+        store_lease.close()
     return 0
