@@ -65,19 +65,27 @@ def build_catalogue(data_dir: Path, items: int, users: int, dim: int, k_nb: int,
     item_ids = [f"i{n}" for n in range(items)]
     nb_ids = rng.integers(0, items, size=(items, k_nb), dtype=np.int64).astype(np.int32)
     nb_w = np.sort(rng.random((items, k_nb), dtype=np.float32), axis=1)[:, ::-1].copy()
-    popular = {"": [(f"i{n}", float(1000 - n)) for n in range(100)]}
     meta = {f"i{n}": {"title": f"Item {n}", "category": f"c{assign[n] % 16}"}
             for n in range(min(items, 200_000))}
     settings = Settings.load({"data_dir": str(data_dir)}, env={})
+    # The overall popular list is the popularity ranking of the blend, as the trainer
+    # publishes it: deep enough for ``pop_depth`` items after a query's exclusions.
+    depth = min(items, settings.pop_depth + settings.recent_items)
+    popular = {"": [(f"i{n}", float(depth - n)) for n in range(depth)]}
     blobs, manifest = build_blobs(item_ids=item_ids, vectors=vectors,
                                   output_weights=np.ones(dim, np.float32),
                                   neighbour_ids=nb_ids, neighbour_weights=nb_w,
                                   popular=popular, items_meta=meta,
                                   index_type=settings.index_type,
-                                  extra={"blend": settings.blend,
-                                         "candidates": settings.candidates,
+                                  extra={"candidates": settings.candidates,
                                          "recent_items": settings.recent_items,
-                                         "recency_decay": settings.recency_decay})
+                                         "ranking": {
+                                             "recency_decay": settings.recency_decay,
+                                             "recent_used": settings.recent_items,
+                                             "blend": settings.blend,
+                                             "pop_blend": settings.pop_blend,
+                                             "pop_source": settings.pop_source,
+                                             "pop_depth": settings.pop_depth}})
     FileArtifactStore(data_dir / "artifacts").publish(blobs, manifest)
     store = SQLiteUserStore(data_dir / "users.db")
     records = []

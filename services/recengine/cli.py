@@ -105,8 +105,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"events {result['events']}  evaluated {result['evaluated']}  "
               f"rejected {result['rejected']}")
         print(f"recall@10  model {result['recall_at_10']:.4f}  "
-              f"popularity {result['popularity_recall_at_10']:.4f}  "
-              f"({result['recall_at_10'] / max(result['popularity_recall_at_10'], 1e-12):.2f}x)")
+              f"popularity {result['popularity_recall_at_10']:.4f} (the stronger of all-time "
+              f"{result['plain_popularity_recall_at_10']:.4f} and decayed "
+              f"{result['decayed_popularity_recall_at_10']:.4f})  {result['ratio']:.2f}x")
+        print("ranking in force: " + ", ".join(f"{k}={v}" for k, v in result["ranking"].items())
+              + f" ({result['tuning']['switches']} switches)")
         print(f"{result['events_per_second']:.0f} events/s")
         if args.plot:
             print(f"plot: {args.plot}")

@@ -1,9 +1,10 @@
 """The item-to-item signal: each user's last items, and co-occurrence learned from the stream.
 
 When a user consumes item j after recent items r_0 (newest) … r_{L-1}, the pair (r_p, j) gains
-``weight * recency_decay**p`` in both directions. Each item keeps its ``K`` strongest neighbours
+``weight * pair_decay**p`` in both directions. Each item keeps its ``K`` strongest neighbours
 in a per-row weighted Space-Saving sketch, so memory is ``items x K`` whatever the stream length.
-Weights decay with a half-life (forward decay: old weights are never touched) and are read
+Weights decay with a half-life on the trainer's event clock (forward decay: old weights are
+never touched; see :mod:`recengine.popularity` for why events, not seconds) and are read
 cosine-normalised: ``C[i, j] / sqrt(n_i * n_j)`` with ``n`` the decayed item counts.
 
 Space-Saving runs once per micro-batch and row, not once per pair: a batch's pairs are summed
@@ -23,8 +24,8 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def _update_rows(nb: np.ndarray, w: np.ndarray, prev_rows: np.ndarray, items: np.ndarray,
-                 ew: np.ndarray, pos_w: np.ndarray) -> None:
+def _update_rows(nb: np.ndarray, w: np.ndarray, err: np.ndarray, prev_rows: np.ndarray,
+                 items: np.ndarray, ew: np.ndarray, pos_w: np.ndarray, backward: float) -> None:
     """One batch of Space-Saving per row. Event b pairs items[b] with each of its recent items
     a = prev_rows[b, p] (not empty, not itself) with weight ``ew[b] * pos_w[p]``, in both
     directions. Per row: the batch's weights of each neighbour are summed (float64, then
@@ -67,7 +68,7 @@ def _update_rows(nb: np.ndarray, w: np.ndarray, prev_rows: np.ndarray, items: np
         a, j, x = pair_a[e], pair_j[e], pair_x[e]
         dst[fill[a]], add[fill[a]] = j, x
         fill[a] += 1
-        dst[fill[j]], add[fill[j]] = a, x
+        dst[fill[j]], add[fill[j]] = a, x * backward
         fill[j] += 1
     stamp = np.zeros(rows, dtype=np.int64)  # stamp[c] == row + 1: c seen in this row's pairs
     slot_of = np.empty(rows, dtype=np.int64)
@@ -129,6 +130,7 @@ def _update_rows(nb: np.ndarray, w: np.ndarray, prev_rows: np.ndarray, items: np
             if cand > w[row, slot]:
                 nb[row, slot] = new_ids[q]
                 w[row, slot] = cand
+                err[row, slot] = floor
 
 
 @njit(cache=True, nogil=True)
@@ -202,16 +204,26 @@ class ItemNeighbours:
     an update never touches old weights, and a read needs no decay at all, because the cosine
     ``C[i, j] / sqrt(n_i * n_j)`` of weights that share one scale factor is that of the decayed
     weights. ``t_ref`` moves forward (rescaling everything once) before the factor grows large.
+
+    Two choices measured on real streams (``docs/quality.md``): the pair (r, j), j consumed
+    after r, adds its full weight to row r (what follows r, the direction a recommendation
+    reads) and ``backward`` times it to row j; and the read normalises by
+    ``n_i**(1 - exponent) * n_j**exponent``: 0.5 is the cosine, a smaller exponent punishes
+    popular neighbours less (they are likelier next items, which the cosine forgets). The
+    exponents sum to 1, so the decay still cancels out.
     """
 
-    def __init__(self, k: int, half_life_s: float, recency_decay: float,
-                 capacity: int = 1024) -> None:
+    def __init__(self, k: int, half_life: float, pair_decay: float, capacity: int = 1024, *,
+                 backward: float = 1.0, exponent: float = 0.5) -> None:
         self.k = k
-        self.half_life_s = half_life_s
-        self.recency_decay = recency_decay
+        self.half_life = half_life
+        self.pair_decay = pair_decay
+        self.backward = backward
+        self.exponent = exponent
         self.t_ref: float | None = None
         self.nb = np.full((capacity, k), -1, dtype=np.int32)
         self.w = np.zeros((capacity, k), dtype=np.float32)
+        self.err = np.zeros((capacity, k), dtype=np.float32)
         self.cnt = np.zeros(capacity, dtype=np.float64)
 
     def ensure(self, n_items: int, growth: float = 0.1) -> None:
@@ -219,6 +231,7 @@ class ItemNeighbours:
             cap = max(n_items, int(len(self.nb) * (1 + growth)) + 1)
             self.nb = _grown(self.nb, cap, -1)
             self.w = _grown(self.w, cap, 0.0)
+            self.err = _grown(self.err, cap, 0.0)
             self.cnt = _grown(self.cnt, cap, 0.0)
 
     def _scale(self, ts: np.ndarray) -> np.ndarray:
@@ -226,12 +239,13 @@ class ItemNeighbours:
         t_max = float(ts.max())
         if self.t_ref is None:
             self.t_ref = float(ts.min())
-        elif (t_max - self.t_ref) / self.half_life_s > _RESCALE_HALF_LIVES:
-            f = 2.0 ** ((self.t_ref - t_max) / self.half_life_s)
+        elif (t_max - self.t_ref) / self.half_life > _RESCALE_HALF_LIVES:
+            f = 2.0 ** ((self.t_ref - t_max) / self.half_life)
             self.w *= np.float32(f)
+            self.err *= np.float32(f)
             self.cnt *= f
             self.t_ref = t_max
-        return np.exp2((ts - self.t_ref) / self.half_life_s)
+        return np.exp2((ts - self.t_ref) / self.half_life)
 
     def update(self, prev_rows: np.ndarray, items: np.ndarray, ts: np.ndarray,
                weights: np.ndarray) -> None:
@@ -241,9 +255,9 @@ class ItemNeighbours:
         ew = weights.astype(np.float64) * self._scale(np.asarray(ts, dtype=np.float64))
         uniq_items, inv = np.unique(items, return_inverse=True)
         self.cnt[uniq_items] += np.bincount(inv, weights=ew)
-        pos_w = self.recency_decay ** np.arange(prev_rows.shape[1], dtype=np.float64)
-        _update_rows(self.nb, self.w, np.ascontiguousarray(prev_rows, dtype=np.int64),
-                     np.ascontiguousarray(items, dtype=np.int64), ew, pos_w)
+        pos_w = self.pair_decay ** np.arange(prev_rows.shape[1], dtype=np.float64)
+        _update_rows(self.nb, self.w, self.err, np.ascontiguousarray(prev_rows, dtype=np.int64),
+                     np.ascontiguousarray(items, dtype=np.int64), ew, pos_w, self.backward)
 
     def normalised(self, rows: np.ndarray, now: float | None = None) -> tuple[np.ndarray,
                                                                               np.ndarray]:
@@ -253,8 +267,16 @@ class ItemNeighbours:
         safe = np.where(flat >= 0, flat, 0)
         nb = self.nb[safe]
         nb_safe = np.where(nb >= 0, nb, 0)
-        denom = np.sqrt(np.maximum(self.cnt[safe][:, None] * self.cnt[nb_safe], 1e-30))
-        out = np.where((nb >= 0) & (flat[:, None] >= 0), self.w[safe] / denom, 0.0)
+        beta = self.exponent
+        denom = (np.maximum(self.cnt[safe][:, None], 1e-30) ** (1.0 - beta)
+                 * np.maximum(self.cnt[nb_safe], 1e-30) ** beta)
+        # Space-Saving admits a newcomer at the row's floor plus its weight, so a weight may
+        # overstate its pair by the floor it entered at: read the lower bound ``w - err``.
+        # Without it, a rare item that just entered at the floor has a large cosine (a small
+        # count under a borrowed weight), and the noise of the row's churn outranks real
+        # neighbours (measured on MovieLens: recall@10 0.062 -> 0.097).
+        w = np.maximum(self.w[safe] - self.err[safe], 0.0)
+        out = np.where((nb >= 0) & (flat[:, None] >= 0), w / denom, 0.0)
         out = np.minimum(out, 1e30).astype(np.float32)
         nb = np.where(out > 0, nb, -1).astype(np.int64)
         return nb.reshape(*rows.shape, self.k), out.reshape(*rows.shape, self.k)
@@ -267,26 +289,23 @@ class ItemNeighbours:
                 np.take_along_axis(w, order, 1))
 
     def state(self, n_items: int) -> dict:
-        return {"k": self.k, "half_life_s": self.half_life_s,
-                "recency_decay": self.recency_decay, "t_ref": self.t_ref,
+        return {"k": self.k, "half_life": self.half_life,
+                "pair_decay": self.pair_decay, "backward": self.backward,
+                "exponent": self.exponent, "t_ref": self.t_ref,
                 "nb": self.nb[:n_items].copy(), "w": self.w[:n_items].copy(),
+                "err": self.err[:n_items].copy(),
                 "cnt": self.cnt[:n_items].copy()}
 
     @classmethod
     def from_state(cls, state: dict) -> ItemNeighbours:
         n = len(state["nb"])
-        x = cls(int(state["k"]), float(state["half_life_s"]), float(state["recency_decay"]),
-                max(1, n))
+        x = cls(int(state["k"]), float(state["half_life"]), float(state["pair_decay"]),
+                max(1, n), backward=float(state["backward"]),
+                exponent=float(state["exponent"]))
         by_id = np.argsort(np.asarray(state["nb"]), axis=1, kind="stable")
         x.nb[:n] = np.take_along_axis(np.asarray(state["nb"]), by_id, 1)
         x.w[:n] = np.take_along_axis(np.asarray(state["w"]), by_id, 1)
+        x.err[:n] = np.take_along_axis(np.asarray(state["err"]), by_id, 1)
         x.cnt[:n] = state["cnt"]
         x.t_ref = state.get("t_ref")
-        if "row_t" in state:  # an older checkpoint: weights decayed lazily up to row_t / cnt_t
-            t_ref = float(max(np.max(state["row_t"], initial=0.0),
-                              np.max(state["cnt_t"], initial=0.0)))
-            x.t_ref = t_ref if n else None
-            x.w[:n] *= np.exp2((np.asarray(state["row_t"]) - t_ref)
-                               / x.half_life_s)[:, None].astype(np.float32)
-            x.cnt[:n] *= np.exp2((np.asarray(state["cnt_t"]) - t_ref) / x.half_life_s)
         return x

@@ -31,7 +31,7 @@ def evaluate_file(path: Path, settings: Settings, fmt: str = "auto", progress: b
     learn_s = 0.0
     t0 = time.perf_counter()
     while True:
-        raws = source.poll(settings.batch_size, 0.0)
+        raws = source.poll(settings.eval_batch_size, 0.0)
         if not raws:
             break
         batch, bad = learner.decode(raws, source.fmt)
@@ -52,6 +52,12 @@ def evaluate_file(path: Path, settings: Settings, fmt: str = "auto", progress: b
         "rejected": rejected,
         "recall_at_10": tr.recall,
         "popularity_recall_at_10": tr.popularity_recall,
+        "plain_popularity_recall_at_10": tr.plain_popularity_recall,
+        "decayed_popularity_recall_at_10": tr.decayed_popularity_recall,
+        "ratio": tr.recall / tr.popularity_recall if tr.popularity_recall else 0.0,
+        "ranking": learner.tuner.current.as_dict(),
+        "tuning": {"switches": len(learner.tuner.switches),
+                   "population": learner.tuner.report()},
         "events_per_second": events / seconds if seconds > 0 else 0.0,
         "seconds": seconds,
         "items": len(learner.items),
@@ -73,7 +79,7 @@ def write_plot(curve: list[tuple[int, float, float]], path: str) -> None:
     if curve:
         xs, model, pop = zip(*curve, strict=True)
         ax.plot(xs, model, label="model (GMF + item-to-item)")
-        ax.plot(xs, pop, label="time-decayed popularity")
+        ax.plot(xs, pop, label="popularity (the stronger of all-time and decayed)")
     ax.set_xlabel("events")
     ax.set_ylabel("rolling recall@10")
     ax.set_title("Prequential recall@10")

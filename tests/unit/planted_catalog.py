@@ -51,7 +51,9 @@ def publish_catalog(data_dir: Path) -> Catalog:
         item_ids=ids, vectors=vectors, output_weights=np.ones(DIM), neighbour_ids=nb_ids,
         neighbour_weights=nb_w, popular=popular,
         items_meta={f"i{n}": item_meta(n) for n in range(N_ITEMS)},
-        extra={"blend": 0.3, "candidates": 20, "recency_decay": 0.75, "recent_items": 5})
+        extra={"candidates": 20, "recent_items": 5,
+               "ranking": {"blend": 0.3, "recency_decay": 0.75, "recent_used": 5,
+                           "pop_blend": 0.0}})
     version = FileArtifactStore(data_dir / "artifacts").publish(blobs, manifest)
     return Catalog(data_dir, ids, vectors, version)
 

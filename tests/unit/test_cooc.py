@@ -45,7 +45,7 @@ def test_recent_items_state_round_trips() -> None:
 
 
 def test_items_consumed_one_after_the_other_become_neighbours_both_ways() -> None:
-    nb = ItemNeighbours(k=4, half_life_s=NEVER, recency_decay=0.5, capacity=8)
+    nb = ItemNeighbours(k=4, half_life=NEVER, pair_decay=0.5, capacity=8)
     recent = RecentItems(length=3, capacity=16)
     for user in range(10):
         _consume(nb, recent, user, 0, 100.0 + user)
@@ -59,7 +59,7 @@ def test_items_consumed_one_after_the_other_become_neighbours_both_ways() -> Non
 
 
 def test_scores_are_cosine_normalised_by_the_item_counts() -> None:
-    nb = ItemNeighbours(k=4, half_life_s=NEVER, recency_decay=0.5, capacity=8)
+    nb = ItemNeighbours(k=4, half_life=NEVER, pair_decay=0.5, capacity=8)
     recent = RecentItems(length=3, capacity=32)
     for user in range(4):  # 4 times 0 -> 1
         _consume(nb, recent, user, 0, 1.0)
@@ -72,7 +72,7 @@ def test_scores_are_cosine_normalised_by_the_item_counts() -> None:
 
 
 def test_older_recent_items_count_less_by_the_recency_decay() -> None:
-    nb = ItemNeighbours(k=4, half_life_s=NEVER, recency_decay=0.5, capacity=8)
+    nb = ItemNeighbours(k=4, half_life=NEVER, pair_decay=0.5, capacity=8)
     recent = RecentItems(length=3, capacity=4)
     _consume(nb, recent, 0, 0, 1.0)
     _consume(nb, recent, 0, 1, 2.0)
@@ -84,7 +84,7 @@ def test_older_recent_items_count_less_by_the_recency_decay() -> None:
 
 
 def test_an_item_is_never_its_own_neighbour() -> None:
-    nb = ItemNeighbours(k=4, half_life_s=NEVER, recency_decay=0.5, capacity=8)
+    nb = ItemNeighbours(k=4, half_life=NEVER, pair_decay=0.5, capacity=8)
     recent = RecentItems(length=3, capacity=4)
     for t in range(5):
         _consume(nb, recent, 0, 3, float(t))
@@ -94,7 +94,7 @@ def test_an_item_is_never_its_own_neighbour() -> None:
 
 
 def test_each_item_keeps_only_its_k_strongest_neighbours() -> None:
-    nb = ItemNeighbours(k=3, half_life_s=NEVER, recency_decay=1.0, capacity=16)
+    nb = ItemNeighbours(k=3, half_life=NEVER, pair_decay=1.0, capacity=16)
     recent = RecentItems(length=1, capacity=256)
     user = 0
     # Item 0 is followed by item j (1..8) j times: the strongest are 8, 7, 6.
@@ -109,9 +109,26 @@ def test_each_item_keeps_only_its_k_strongest_neighbours() -> None:
     assert np.all(np.diff(w[0]) <= 0)  # strongest first
 
 
+def test_a_rare_item_admitted_at_the_floor_does_not_outrank_real_neighbours() -> None:
+    nb = ItemNeighbours(k=3, half_life=NEVER, pair_decay=1.0, capacity=16)
+    recent = RecentItems(length=1, capacity=256)
+    user = 0
+    for j, times in ((1, 20), (2, 10), (3, 5)):  # 0's neighbours, counted often
+        for _ in range(times):
+            for item in (0, j, 9):  # 9 follows j: keeps 1..3 popular, unrelated to 0
+                _consume(nb, recent, user, item, 1.0)
+            user += 1
+    _consume(nb, recent, user, 0, 1.0)
+    _consume(nb, recent, user, 5, 1.0)  # item 5, seen once, enters 0's row at the floor
+    assert 5 in nb.nb[0].tolist()
+    ids, w = nb.normalised(np.array([0]), now=1.0)
+    weight = dict(zip(ids[0].tolist(), w[0].tolist(), strict=True))
+    assert weight.get(5, 0.0) < weight[1]
+
+
 def test_old_co_occurrences_fade_against_fresh_ones() -> None:
     day = 86400.0
-    nb = ItemNeighbours(k=1, half_life_s=day, recency_decay=1.0, capacity=8)
+    nb = ItemNeighbours(k=1, half_life=day, pair_decay=1.0, capacity=8)
     recent = RecentItems(length=1, capacity=64)
     for user in range(10):  # long ago: 0 -> 1, ten times
         _consume(nb, recent, user, 0, 0.0)
@@ -124,7 +141,7 @@ def test_old_co_occurrences_fade_against_fresh_ones() -> None:
 
 
 def test_a_round_learns_every_users_pair_at_once() -> None:
-    nb = ItemNeighbours(k=4, half_life_s=NEVER, recency_decay=0.5, capacity=8)
+    nb = ItemNeighbours(k=4, half_life=NEVER, pair_decay=0.5, capacity=8)
     prev = np.array([[0, -1], [2, -1], [4, 5]])
     nb.update(prev, np.array([1, 3, 6]), np.full(3, 1.0), np.ones(3, dtype=np.float32))
     ids, w = nb.normalised(np.array([1, 3, 6]), now=1.0)
@@ -134,7 +151,7 @@ def test_a_round_learns_every_users_pair_at_once() -> None:
 
 
 def test_normalised_accepts_any_shape_and_empty_slots() -> None:
-    nb = ItemNeighbours(k=2, half_life_s=NEVER, recency_decay=0.5, capacity=4)
+    nb = ItemNeighbours(k=2, half_life=NEVER, pair_decay=0.5, capacity=4)
     nb.update(np.array([[0]]), np.array([1]), np.array([1.0]), np.ones(1, dtype=np.float32))
     ids, w = nb.normalised(np.array([[0, -1], [1, 1]]), now=1.0)
     assert ids.shape == w.shape == (2, 2, 2)
@@ -142,7 +159,7 @@ def test_normalised_accepts_any_shape_and_empty_slots() -> None:
 
 
 def test_neighbours_grow_and_round_trip() -> None:
-    nb = ItemNeighbours(k=2, half_life_s=NEVER, recency_decay=0.5, capacity=2)
+    nb = ItemNeighbours(k=2, half_life=NEVER, pair_decay=0.5, capacity=2)
     nb.ensure(6)
     nb.update(np.array([[4]]), np.array([5]), np.array([1.0]), np.ones(1, dtype=np.float32))
     copy = ItemNeighbours.from_state(nb.state(6))

@@ -92,7 +92,7 @@ def test_recommendations_follow_the_users_last_item_and_skip_seen_ones() -> None
     row = learner.users.get("u0")
     assert row is not None
     last_item = learner.user_recent(row)[0][0]
-    recs = learner.recommend_rows(np.array([row]), 10, learner.last_ts)[0]
+    recs = learner.recommend_rows(np.array([row]), 10)[0]
     rec_ids = [learner.items.id(int(r)) for r in recs]
     expected_next = f"i{(int(last_item[1:]) + 1) % N_ITEMS}"
     assert expected_next in rec_ids[:3]
@@ -141,9 +141,8 @@ def test_checkpoint_state_round_trips_to_identical_recommendations() -> None:
     _learn(learner, events[:600])
     copy = Learner.from_state(settings, learner.state())
     users = np.arange(len(learner.users))
-    now = learner.last_ts
-    np.testing.assert_array_equal(learner.recommend_rows(users, 10, now),
-                                  copy.recommend_rows(users, 10, now))
+    np.testing.assert_array_equal(learner.recommend_rows(users, 10),
+                                  copy.recommend_rows(users, 10))
     assert copy.popular(20) == learner.popular(20)
     assert copy.users.ids == learner.users.ids and copy.items.ids == learner.items.ids
     assert copy.tracker.state()["hits"] == learner.tracker.hits
@@ -153,8 +152,8 @@ def test_checkpoint_state_round_trips_to_identical_recommendations() -> None:
     a, b = learner.learn(rest), copy.learn(rest)
     assert a.evaluated == b.evaluated
     assert copy.tracker.hits == learner.tracker.hits
-    np.testing.assert_array_equal(learner.recommend_rows(users, 10, now),
-                                  copy.recommend_rows(users, 10, now))
+    np.testing.assert_array_equal(learner.recommend_rows(users, 10),
+                                  copy.recommend_rows(users, 10))
 
 
 def test_empty_batch_changes_nothing() -> None:

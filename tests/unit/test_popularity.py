@@ -24,7 +24,7 @@ def test_sketch_keeps_the_true_heavy_hitters_among_many_more_distinct_keys(batch
     rng = np.random.default_rng(1)
     heavy = np.arange(5)
     keys = _stream(rng, heavy, heavy_share=0.4, noise_keys=20_000, n=30_000)
-    sketch = DecayedTopK(capacity=50, half_life_s=1e12)
+    sketch = DecayedTopK(capacity=50, half_life=1e12)
     ts = np.full(len(keys), 1000.0)
     for start in range(0, len(keys), batch):
         sl = slice(start, start + batch)
@@ -39,7 +39,7 @@ def test_sketch_keeps_the_true_heavy_hitters_among_many_more_distinct_keys(batch
 
 
 def test_counts_are_exact_while_the_sketch_has_room() -> None:
-    sketch = DecayedTopK(capacity=10, half_life_s=1e12)
+    sketch = DecayedTopK(capacity=10, half_life=1e12)
     sketch.update(np.array([3, 1, 3, 2, 3, 1]), np.full(6, 5.0), np.array([1, 1, 1, 1, 1, 2.0]))
     top, counts = sketch.top(10)
     assert top.tolist() == [1, 3, 2]
@@ -47,7 +47,7 @@ def test_counts_are_exact_while_the_sketch_has_room() -> None:
 
 
 def test_top_is_sorted_heaviest_first_and_bounded_by_n() -> None:
-    sketch = DecayedTopK(capacity=100, half_life_s=1e12)
+    sketch = DecayedTopK(capacity=100, half_life=1e12)
     keys = np.repeat(np.arange(20), np.arange(1, 21))
     sketch.update(keys, np.zeros(len(keys)) + 1.0, None)
     top, counts = sketch.top(3)
@@ -62,7 +62,7 @@ def test_empty_sketch_has_no_top() -> None:
 
 
 def test_time_decay_lets_a_recently_hot_item_overtake_an_old_favourite() -> None:
-    sketch = DecayedTopK(capacity=10, half_life_s=DAY)
+    sketch = DecayedTopK(capacity=10, half_life=DAY)
     t0 = 1_700_000_000.0
     old = np.full(100, 1)  # item 1: 100 events thirty days ago
     sketch.update(old, np.full(100, t0), np.ones(100))
@@ -75,14 +75,14 @@ def test_time_decay_lets_a_recently_hot_item_overtake_an_old_favourite() -> None
 
 
 def test_decayed_weight_halves_every_half_life() -> None:
-    sketch = DecayedTopK(capacity=10, half_life_s=DAY)
+    sketch = DecayedTopK(capacity=10, half_life=DAY)
     sketch.update(np.array([7]), np.array([1000.0]), np.array([8.0]))
     assert sketch.top(1, now=1000.0)[1][0] == pytest.approx(8.0)
     assert sketch.top(1, now=1000.0 + 2 * DAY)[1][0] == pytest.approx(2.0)
 
 
 def test_reference_time_moves_forward_without_changing_decayed_counts() -> None:
-    sketch = DecayedTopK(capacity=10, half_life_s=1.0)
+    sketch = DecayedTopK(capacity=10, half_life=1.0)
     sketch.update(np.array([1]), np.array([0.0]), np.array([1.0]))
     sketch.update(np.array([2]), np.array([1.0]), np.array([1.0]))
     # 100 half-lives later the exponent would overflow the rescale limit: t_ref moves.
@@ -96,7 +96,7 @@ def test_reference_time_moves_forward_without_changing_decayed_counts() -> None:
 
 def test_state_round_trips_and_the_copy_keeps_counting() -> None:
     rng = np.random.default_rng(0)
-    sketch = DecayedTopK(capacity=20, half_life_s=DAY)
+    sketch = DecayedTopK(capacity=20, half_life=DAY)
     keys = rng.integers(0, 100, 500)
     sketch.update(keys, 1e9 + np.sort(rng.random(500)) * DAY, np.ones(500))
     copy = DecayedTopK.from_state(sketch.state())
@@ -110,7 +110,7 @@ def test_state_round_trips_and_the_copy_keeps_counting() -> None:
 
 
 def test_popularity_keeps_lists_per_category() -> None:
-    pop = Popularity(capacity=40, half_life_s=DAY)
+    pop = Popularity(capacity=40, half_life=DAY)
     rows = np.array([0, 0, 1, 2, 2, 2, 3])
     cats = np.array([0, 0, 1, 0, 0, 0, -1])
     pop.update(rows, np.full(7, 10.0), np.ones(7), cats, ["books", "films"])
@@ -122,7 +122,7 @@ def test_popularity_keeps_lists_per_category() -> None:
 
 
 def test_popularity_state_round_trips() -> None:
-    pop = Popularity(capacity=40, half_life_s=DAY)
+    pop = Popularity(capacity=40, half_life=DAY)
     pop.update(np.array([5, 6, 5]), np.array([1.0, 2.0, 3.0]), np.ones(3), np.array([0, 1, 0]),
                ["a", "b"])
     copy = Popularity.from_state(pop.state())

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recengine.ranking import blend_candidates, item2item_sparse, recency_weights
+from recengine.ranking import RankingParams, blend_candidates, item2item_sparse, recency_weights
 from recengine.versions import EmbeddingVersion
 
 
@@ -32,10 +32,12 @@ class Searcher:
     def __init__(self, version: EmbeddingVersion) -> None:
         self.v = version
         m = version.manifest
-        self.blend = float(m.get("blend", 0.3))
         self.candidates = int(m.get("candidates", 200))
-        self.recency_decay = float(m.get("recency_decay", 0.75))
-        self.recent_items = int(m.get("recent_items", 10))
+        # The ranking in force when the version was published (self-tuned by the trainer).
+        self.params = RankingParams.from_dict(m.get("ranking") or {})
+        rows = version.rows
+        self.popular_rows = np.array([rows[i] for i, _ in version.popular.get("", [])
+                                      if i in rows], dtype=np.int64)
 
     def rows(self, item_ids: Sequence[str], strict: bool) -> list[int]:
         rows = self.v.rows
@@ -53,8 +55,8 @@ class Searcher:
     def _i2i(self, recent_rows: list[int]) -> tuple[np.ndarray, np.ndarray]:
         if not recent_rows:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        rows = np.asarray(recent_rows[: self.recent_items], dtype=np.int64)
-        weights = recency_weights(rows[None, :], self.recency_decay)[0]
+        rows = np.asarray(recent_rows[: self.params.recent_used], dtype=np.int64)
+        weights = recency_weights(rows[None, :], self.params.recency_decay)[0]
         return item2item_sparse(rows, weights, self.v.neighbour_ids[rows],
                                 self.v.neighbour_weights[rows])
 
@@ -81,22 +83,11 @@ class Searcher:
         excl = {rows[i] for i in exclude if i in rows}
         recent_rows = [rows[i] for i in recent if i in rows]
         mf = self._mf_candidates(vector, self.candidates + len(excl))
-        mf = mf[mf >= 0]
-        if excl:
-            # Exclusion here, in one vectorised comparison against the (few) excluded rows:
-            # blend_candidates then gets candidates and neighbours with nothing to exclude,
-            # which ranks exactly as passing ``exclude`` to it, without two np.isin calls.
-            ex = np.fromiter(excl, dtype=mf.dtype, count=len(excl))
-            mf = mf[(mf[:, None] != ex).all(axis=1)]
-        if not recent_rows:
-            mf = mf[:k]
-            scores = (vector.reshape(1, -1).astype(np.float32) @ self.v.vectors[mf].T)[0]
-            return mf, np.asarray(scores, dtype=np.float32)
         i2i_ids, i2i_scores = self._i2i(recent_rows)
-        if excl and len(i2i_ids):
-            keep = (i2i_ids[:, None] != ex.astype(i2i_ids.dtype)).all(axis=1)
-            i2i_ids, i2i_scores = i2i_ids[keep], i2i_scores[keep]
-        return blend_candidates(mf, i2i_ids, i2i_scores, self.blend, self.candidates, k)
+        # blend_candidates excludes with np.isin (sorted, n log n): the exclusion list comes
+        # from the client and may be long.
+        return blend_candidates(mf, i2i_ids, i2i_scores, self.params, self.candidates, k,
+                                frozenset(excl), self.popular_rows)
 
     def similar(self, item_ids: Sequence[str], k: int, exclude: Sequence[str] = ()) -> list[Hit]:
         """Items like the given ones (first = strongest): their co-occurrence neighbours,
@@ -107,6 +98,6 @@ class Searcher:
         vec[-1] = 1.0  # the bias column: like a user, prefer items the model rates well
         mf = self._mf_candidates(vec, self.candidates + len(excl))
         i2i_ids, i2i_scores = self._i2i(rows)
-        out_rows, scores = blend_candidates(mf, i2i_ids, i2i_scores, self.blend,
-                                            self.candidates, k, excl)
+        out_rows, scores = blend_candidates(mf, i2i_ids, i2i_scores, self.params,
+                                            self.candidates, k, excl, self.popular_rows)
         return self._hits(out_rows, scores)

@@ -23,11 +23,12 @@ from recengine.cooc import ItemNeighbours, RecentItems
 from recengine.evaluation import RecallTracker, SeenItems
 from recengine.events import EventBatch, Rejected
 from recengine.model import GMF
-from recengine.popularity import Popularity
-from recengine.ranking import blend_dense, item2item_dense, recency_weights
+from recengine.popularity import ItemCounts, Popularity
+from recengine.ranking import RankingParams, blend_dense, item2item_dense, recency_weights
 from recengine.sources import Lines, decode
-from recengine.trainer.blend_topk import evaluate_chunk
+from recengine.trainer.population import population_hits
 from recengine.trainer.row_decoder import RowBatch, RowDecoder
+from recengine.tuning import SelfTuner
 from recengine.vocab import Vocabulary
 
 #: Users evaluated per scoring chunk (bounds memory at chunk x items floats; small chunks keep
@@ -69,9 +70,16 @@ class Learner:
                          reg=s.reg, negatives=s.negatives, passes=s.passes,
                          optimizer=s.optimizer, seed=seed)
         self.recent = RecentItems(s.recent_items, s.initial_users)
-        self.neighbours = ItemNeighbours(s.neighbours, s.cooc_half_life_s, s.recency_decay,
-                                         s.initial_items)
-        self.popularity = Popularity(s.popularity_capacity, s.popularity_half_life_s)
+        self.neighbours = ItemNeighbours(s.neighbours, s.cooc_half_life_events, s.pair_decay,
+                                         s.initial_items, backward=s.cooc_backward_weight,
+                                         exponent=s.neighbour_exponent)
+        self.popularity = Popularity(s.popularity_capacity, s.popularity_half_life_events)
+        self.counts = ItemCounts(s.popularity_half_life_events, s.initial_items)
+        self.tuner = SelfTuner.start(
+            RankingParams(s.recency_decay, s.recent_items, s.blend, s.pop_blend, s.pop_source,
+                          s.pop_depth),
+            s.tuning_population, s.recent_items, seed=seed, enabled=s.self_tuning,
+            min_evaluated=s.tuning_min_evaluated, z=s.tuning_z)
         self.seen = SeenItems(seen_limit)
         self.tracker = RecallTracker(k=s.eval_k, window=s.eval_window)
         self.categories = Vocabulary()
@@ -138,6 +146,8 @@ class Learner:
         self._record_item_info(batch.item_info)
         w = batch.weights
         ts = batch.ts
+        # The event clock: decays count events, not seconds (see recengine.popularity).
+        clock = self.events + np.arange(n, dtype=np.float64)
         order, occ, last = _user_order(u)
         # Each event's user's recent items just before it; the buffer moves on (the evaluation
         # and the co-occurrence update below read ``prev_rows``, not the buffer).
@@ -153,11 +163,11 @@ class Learner:
             ev = np.flatnonzero(pick & ((self.user_events[u] + occ) > 0))
             if len(ev):
                 truth = np.where(known[ev], i[ev], -1)
-                evaluated = self._evaluate(ev, u, truth, prev_rows, order, occ, i,
-                                           float(ts.max()))
+                evaluated = self._evaluate(ev, u, truth, prev_rows, order, occ, i)
         self.model.partial_fit(u, i, w, n_items)
-        self.neighbours.update(prev_rows, i, ts, w)
-        self.popularity.update(i, ts, w, self.item_category[i], self.categories.ids)
+        self.neighbours.update(prev_rows, i, clock, w)
+        self.popularity.update(i, clock, w, self.item_category[i], self.categories.ids)
+        self.counts.update(i, clock)
         self.seen.add(u, i, order)
         np.add.at(self.user_events, u, 1)
         self.events += n
@@ -170,6 +180,7 @@ class Learner:
         self.model.ensure_capacity(n_users, n_items)
         self.recent.ensure(n_users, g)
         self.neighbours.ensure(n_items, g)
+        self.counts.ensure(n_items, g)
         if n_users > len(self.user_events):
             grown = np.zeros(self.model.user_capacity, dtype=np.int64)
             grown[: len(self.user_events)] = self.user_events
@@ -199,10 +210,11 @@ class Learner:
 
     # --- evaluation --------------------------------------------------------------------------
     def _evaluate(self, ev: np.ndarray, u: np.ndarray, truth: np.ndarray,
-                  prev_rows: np.ndarray, order: np.ndarray, occ: np.ndarray, i: np.ndarray,
-                  now: float) -> int:
+                  prev_rows: np.ndarray, order: np.ndarray, occ: np.ndarray,
+                  i: np.ndarray) -> int:
         """Score the sampled events ``ev`` of a batch with the state before the batch, except
-        that each user's recent and seen items include their earlier events in the batch."""
+        that each user's recent and seen items include their earlier events in the batch: by
+        every ranking of the self-tuning population and by both popularity baselines."""
         k = self.tracker.k
         s = self.settings
         n_items = len(self.items)
@@ -219,13 +231,22 @@ class Learner:
         extra_cols = sorted_items[first + offset]
         seen = self.seen.items
         lists = [seen.get(x, ()) for x in users.tolist()]
-        tops: list[np.ndarray] = []
-        pops: list[np.ndarray] = []
+        # The popularity rankings, deep enough to hold every ranking's ``pop_depth`` items that
+        # any evaluated user has not consumed.
+        most_excluded = max(map(len, lists), default=0) + int(n_extra.max(initial=0))
+        depth = max(p.pop_depth for p in self.tuner.population) + most_excluded
+        pops = np.full((2, min(depth, n_items)), -1, dtype=np.int64)
+        for row, source in enumerate(("all", "decayed")):
+            top = self.counts.ranking(source, n_items, depth)
+            pops[row, : len(top)] = top
+        population = self.tuner.population
+        hits_parts: list[np.ndarray] = []
+        base_parts: list[np.ndarray] = []
         for start in range(0, len(ev), EVAL_CHUNK):
             stop = min(start + EVAL_CHUNK, len(ev))
             chunk, rows = users[start:stop], prev_rows[ev[start:stop]]
             mf = self.model.user_vectors(chunk) @ items_t
-            nb_ids, nb_w = self.neighbours.normalised(rows, now)
+            nb_ids, nb_w = self.neighbours.normalised(rows)
             part = lists[start:stop]
             lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
             cols = np.fromiter(chain.from_iterable(part), dtype=np.int64, count=int(lengths.sum()))
@@ -234,33 +255,47 @@ class Learner:
                                       extra_rows[in_chunk] - start])
             ex_cols = np.concatenate([cols, extra_cols[in_chunk]])
             keep = ex_cols < n_items
-            ex_rows, ex_cols = ex_rows[keep], ex_cols[keep]
-            # The baseline: popularity's top, long enough to hold k items the user has not seen.
-            most_excluded = int(np.bincount(ex_rows, minlength=1).max())
-            pop_top, _ = self.popularity.top(k + most_excluded)
-            top, pop_hit = evaluate_chunk(mf, recency_weights(rows, s.recency_decay), nb_ids,
-                                          nb_w, ex_rows, ex_cols, s.blend, s.candidates, k,
-                                          pop_top, truth[start:stop])
-            tops.append(top)
-            pops.append(pop_hit)
-        top = np.concatenate(tops)
-        hits = ((top == truth[:, None]).any(1) & (truth >= 0)).astype(np.int8)
-        self.tracker.record(hits, np.concatenate(pops), self.events)
+            hits, base = population_hits(mf, nb_ids, nb_w, ex_rows[keep], ex_cols[keep], pops,
+                                         population, s.candidates, k, truth[start:stop])
+            hits_parts.append(hits)
+            base_parts.append(base)
+        hits = np.concatenate(hits_parts)
+        base = np.concatenate(base_parts)
+        self.tracker.record(hits[:, 0], base[:, 0], base[:, 1], self.events)
+        self.tuner.observe(hits)
         return len(ev)
 
-    def recommend_rows(self, users: np.ndarray, k: int, now: float) -> np.ndarray:
-        """Top-k item rows for user rows from the current state, scored as served."""
+    def popularity_ranking(self, depth: int, source: str | None = None) -> np.ndarray:
+        """The ``depth`` most popular item rows by ``source`` (default: the served ranking's)."""
+        return self.counts.ranking(source or self.tuner.current.pop_source, len(self.items),
+                                   depth)
+
+    def recommend_rows(self, users: np.ndarray, k: int) -> np.ndarray:
+        """Top-k item rows for user rows from the current state, ranked as served."""
         n_items = len(self.items)
         s = self.settings
+        params = self.tuner.current
         rows, _ = self.recent.get(users)
         mf = self.model.user_vectors(users) @ self.model.item_vectors(n_items).T
-        nb_ids, nb_w = self.neighbours.normalised(rows, now)
-        i2i = item2item_dense(recency_weights(rows, s.recency_decay), nb_ids, nb_w, n_items)
-        return blend_dense(mf, i2i, self.seen.mask(users, n_items), s.blend, s.candidates, k)
+        nb_ids, nb_w = self.neighbours.normalised(rows)
+        rec_w = recency_weights(rows, params.recency_decay, params.recent_used)
+        i2i = item2item_dense(rec_w, nb_ids, nb_w, n_items)
+        return blend_dense(mf, i2i, self.seen.mask(users, n_items),
+                           self.popularity_ranking(n_items), params, s.candidates, k)
 
     # --- serving views -------------------------------------------------------------------------
     def popular(self, n: int = 100, category: str | None = None) -> list[tuple[str, float]]:
-        rows, counts = self.popularity.top(n, category, self.last_ts or None)
+        """The n most popular items: overall by the popularity the served ranking uses (exact
+        counts), per category by the decayed sketch."""
+        if category is None:
+            source = self.tuner.current.pop_source
+            rows = self.counts.ranking(source, len(self.items), n)
+            counts = (self.counts.total if source == "all" else self.counts.decayed)[rows]
+            if source == "decayed":  # as of now on the event clock
+                counts = counts * np.exp2((self.counts.t_ref - self.events)
+                                          / self.counts.half_life)
+        else:
+            rows, counts = self.popularity.top(n, category, float(self.events))
         return [(self.items.id(int(r)), float(c)) for r, c in zip(rows, counts, strict=True)]
 
     def user_recent(self, row: int) -> list[tuple[str, float]]:
@@ -275,6 +310,7 @@ class Learner:
             "users": self.users.state(), "items": self.items.state(),
             "model": self.model.state(), "recent": self.recent.state(nu),
             "neighbours": self.neighbours.state(ni), "popularity": self.popularity.state(),
+            "counts": self.counts.state(ni), "tuner": self.tuner.state(),
             "seen": self.seen.state(), "tracker": self.tracker.state(),
             "categories": self.categories.state(), "item_category": self.item_category[:ni].copy(),
             "item_info": self.item_info, "user_events": self.user_events[:nu].copy(),
@@ -291,6 +327,8 @@ class Learner:
         lr.recent = RecentItems.from_state(state["recent"])
         lr.neighbours = ItemNeighbours.from_state(state["neighbours"])
         lr.popularity = Popularity.from_state(state["popularity"])
+        lr.counts = ItemCounts.from_state(state["counts"])
+        lr.tuner = SelfTuner.from_state(state["tuner"])
         lr.seen = SeenItems.from_state(state["seen"])
         lr.tracker = RecallTracker.from_state(state["tracker"])
         lr.categories = Vocabulary.from_state(state["categories"])

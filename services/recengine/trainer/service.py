@@ -216,9 +216,21 @@ class Trainer:
     def _gauges(self) -> None:
         """The trainer's state as gauges, sent at every flush (so they never go idle)."""
         lr = self.learner
-        rolling, pop = lr.tracker.rolling()
+        rolling, plain, decayed = lr.tracker.rolling_all()
         self.metrics.gauge("recall_at_k", rolling)
-        self.metrics.gauge("popularity_recall_at_k", pop)
+        self.metrics.gauge("popularity_recall_at_k", max(plain, decayed))
+        self.metrics.gauge("plain_popularity_recall_at_k", plain)
+        self.metrics.gauge("decayed_popularity_recall_at_k", decayed)
+        tuner = lr.tuner
+        current = tuner.current
+        self.metrics.gauge("ranking_blend", current.blend)
+        self.metrics.gauge("ranking_pop_blend", current.pop_blend)
+        self.metrics.gauge("ranking_recency_decay", current.recency_decay)
+        self.metrics.gauge("ranking_recent_used", current.recent_used)
+        self.metrics.gauge("ranking_switches", len(tuner.switches))
+        for slot in range(len(tuner.population)):
+            if tuner.compared[slot]:
+                self.metrics.gauge(f"tuning_recall_{slot}", tuner.recall(slot))
         self.metrics.gauge("users", len(lr.users))
         self.metrics.gauge("items", len(lr.items))
         self.metrics.gauge("sketch_size", len(lr.popularity.overall))
@@ -283,22 +295,31 @@ class Trainer:
             self.lease.check(force=True)
         lr = self.learner
         n = len(lr.items)
-        nb_ids, nb_w = lr.neighbours.table(n, lr.last_ts)
+        nb_ids, nb_w = lr.neighbours.table(n)
         self._neighbour_pairs = int(np.count_nonzero(nb_ids >= 0))
-        rolling, pop = lr.tracker.rolling()
-        quality = {f"recall_at_{lr.tracker.k}": rolling,
-                   f"popularity_recall_at_{lr.tracker.k}": pop,
+        k = lr.tracker.k
+        rolling, plain, decayed = lr.tracker.rolling_all()
+        pop = max(plain, decayed)
+        quality = {f"recall_at_{k}": rolling, f"popularity_recall_at_{k}": pop,
+                   f"plain_popularity_recall_at_{k}": plain,
+                   f"decayed_popularity_recall_at_{k}": decayed,
                    "evaluated": lr.tracker.evaluated, "events": lr.events}
+        popular = self._popular_lists()
+        # The overall list doubles as the popularity ranking of the index service's blend:
+        # deep enough for ``pop_depth`` items after the (recent) items a query excludes.
+        popular[""] = lr.popular(max(100, lr.tuner.current.pop_depth + self.s.recent_items))
         blobs, manifest = build_blobs(
             item_ids=list(lr.items.ids), vectors=lr.model.item_vectors(n),
             output_weights=lr.model.output_weights(), neighbour_ids=nb_ids,
-            neighbour_weights=nb_w, popular=self._popular_lists(),
+            neighbour_weights=nb_w, popular=popular,
             items_meta={lr.items.id(r): doc for r, doc in lr.item_info.items()},
             index_type=self.s.index_type, quality=quality,
             offsets=self.source.position(),
-            extra={"name": self.s.name, "users": len(lr.users), "recent_items": self.s.recent_items,
-                   "recency_decay": self.s.recency_decay, "blend": self.s.blend,
-                   "candidates": self.s.candidates})
+            extra={"name": self.s.name, "users": len(lr.users),
+                   "recent_items": self.s.recent_items, "candidates": self.s.candidates,
+                   "ranking": lr.tuner.current.as_dict(),
+                   "tuning": {"population": lr.tuner.report(),
+                              "switches": lr.tuner.switches[-5:]}})
         number = self.artifacts.publish(blobs, manifest)
         self.c.versions_published += 1
         self.c.last_version = number
