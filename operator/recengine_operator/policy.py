@@ -51,6 +51,23 @@ def metric_value(manifest: Mapping[str, Any] | None, metric: str) -> float | Non
     return float(value)
 
 
+def quality_summary(manifest: Mapping[str, Any] | None, metric: str) -> str:
+    """The gated metric beside both popularity baselines the trainer measured on the same
+    events (plain all-time and decayed counts), e.g. ``recall_at_10 0.1205 (plain popularity
+    0.0554, decayed 0.0666: 1.81x the stronger)``; only the metric when they are absent."""
+    value = metric_value(manifest, metric)
+    if value is None:
+        return f"no {metric}"
+    suffix = metric.removeprefix("recall_at_")
+    plain = metric_value(manifest, f"plain_popularity_recall_at_{suffix}")
+    decayed = metric_value(manifest, f"decayed_popularity_recall_at_{suffix}")
+    if plain is None or decayed is None:
+        return f"{metric} {value:.4f}"
+    stronger = max(plain, decayed)
+    lift = f": {value / stronger:.2f}x the stronger" if stronger > 0 else ""
+    return f"{metric} {value:.4f} (plain popularity {plain:.4f}, decayed {decayed:.4f}{lift})"
+
+
 def gate_verdict(candidate: Mapping[str, Any] | None, baseline: Mapping[str, Any] | None,
                  gate: QualityGate, *, version: int, current: int | None) -> str | None:
     """``None`` when ``candidate`` passes the gate, else the reason it does not.
@@ -110,7 +127,8 @@ def _latest(gate: QualityGate, published: list[int], manifest: ManifestLookup,
     for v in candidates:
         why = gate_verdict(manifest(v), baseline, gate, version=v, current=current)
         if why is None:
-            return Decision(v, f"version {v} is the newest that passes the quality gate",
+            return Decision(v, f"version {v} is the newest that passes the quality gate: "
+                               f"{quality_summary(manifest(v), gate.metric)}",
                             tuple(rejections))
         rejections.append(Rejection(v, why))
     return Decision(None, "no newer version passes the quality gate", tuple(rejections))

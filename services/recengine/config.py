@@ -179,9 +179,9 @@ class Settings:
     recent_items: int = 20
     """How many of a user's most recent items are kept for the item-to-item signal (and paired
     with each new item for co-occurrence). Self-tuning chooses how many of them score."""
-    neighbours: int = 100
+    neighbours: int = 200
     """Item-to-item neighbours kept per item (a Space-Saving sketch per item)."""
-    pair_decay: float = 0.95
+    pair_decay: float = 0.9
     """A new item is paired with the user's p-th most recent item (p = 0 the one just before)
     with weight pair_decay**p when co-occurrence is learned."""
     cooc_backward_weight: float = 0.5
@@ -196,11 +196,12 @@ class Settings:
     recency_decay: float = 0.8
     """Initial ranking: weight of the n-th most recent item is recency_decay**n when scoring
     item-to-item (self-tuning moves it)."""
-    blend: float = 0.05
-    """Initial ranking: weight of the model (MF) rank bonus next to the item-to-item score."""
-    pop_blend: float = 0.02
-    """Initial ranking: weight of the popularity rank bonus (small: a tie-break)."""
-    pop_source: str = "all"
+    blend: float = 0.0
+    """Initial ranking: weight of the model (MF) rank bonus next to the item-to-item score
+    (self-tuning tries it from 0.01 up and keeps it where it helps)."""
+    pop_blend: float = 0.3
+    """Initial ranking: weight of the popularity rank bonus."""
+    pop_source: str = "decayed"
     """Initial ranking: popularity of the bonus, ``all`` (all-time counts) or ``decayed``."""
     pop_depth: int = 1000
     """Initial ranking: how many of the most popular items get a popularity bonus."""
@@ -218,7 +219,7 @@ class Settings:
     """Standard errors by which a challenger must win the paired sign test to switch."""
 
     # --- popularity ----------------------------------------------------------------------------
-    popularity_half_life_events: float = 20_000.0
+    popularity_half_life_events: float = 2_000.0
     """Half-life of the decayed popularity (the "popular now" lists and the decayed baseline),
     in events of the stream."""
     popularity_capacity: int = 2000

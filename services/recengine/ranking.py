@@ -48,11 +48,11 @@ class RankingParams:
     """Weight of the p-th most recent item (p = 0 newest) is ``recency_decay**p``."""
     recent_used: int = 20
     """How many of the user's recent items score (at most the trainer's ``recent_items``)."""
-    blend: float = 0.05
+    blend: float = 0.0
     """Weight of the model's rank bonus."""
-    pop_blend: float = 0.02
+    pop_blend: float = 0.3
     """Weight of the popularity rank bonus."""
-    pop_source: str = "all"
+    pop_source: str = "decayed"
     """Which popularity ranks the bonus: ``all`` (all-time counts) or ``decayed``."""
     pop_depth: int = 1000
     """How many of the most popular items get a popularity bonus."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kube_objects import catalog, engine_spec, manifest
 
-from recengine_operator.policy import choose_version, gate_verdict
+from recengine_operator.policy import choose_version, gate_verdict, quality_summary
 from recengine_operator.spec import QualityGate, parse_spec
 
 
@@ -137,3 +137,13 @@ def test_pinned_does_not_retry_a_version_that_failed():
     decision = choose(engine_spec("Pinned", 8), cat, current=7, failed=[8])
     assert decision.target is None
     assert decision.problem is not None and decision.problem[0] == "PinnedVersionFailed"
+
+
+def test_the_decision_reports_the_metric_beside_both_popularity_baselines() -> None:
+    manifest = {"quality": {"recall_at_10": 0.12, "plain_popularity_recall_at_10": 0.05,
+                            "decayed_popularity_recall_at_10": 0.06, "evaluated": 5000}}
+    assert quality_summary(manifest, "recall_at_10") == (
+        "recall_at_10 0.1200 (plain popularity 0.0500, decayed 0.0600: 2.00x the stronger)")
+    assert quality_summary({"quality": {"recall_at_10": 0.1}}, "recall_at_10") == (
+        "recall_at_10 0.1000")
+    assert quality_summary({}, "recall_at_10") == "no recall_at_10"
