@@ -9,8 +9,9 @@ the measured path is the trainer's real one: read the file (``FileEventSource.po
 validate and map ids to rows (``Learner.decode``) -> ``Learner.learn``, with the default
 ``Settings`` that ``recengine eval``, the demo and the trainer use (so evaluation sampling is
 ``eval_sample``). Recall@10 is that learner's own prequential measurement (test, then train;
-all items seen so far minus the user's own), beside the time-decayed popularity baseline that it
-measures on the same events.
+all items seen so far minus the user's own), beside the stronger of the two popularity baselines
+(all-time and decayed) that it measures on the same events. Self-tuning is on (the default); the
+same learner with it off runs too, so the JSON says what self-tuning costs per event.
 
 The reference loop: an ``nn.Embedding`` GMF whose output is a ``Linear(1, 1)`` over the summed
 element-wise product and a sigmoid, MSE towards 1, ``torch.optim.SGD`` (lr 0.001, weight decay
@@ -208,11 +209,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"reference run {n + 1}: {refs[-1]['events_per_second']:,.0f} events/s on "
                   f"{refs[-1]['events']} events, recall@10 {refs[-1]['recall_at_10']:.4f}",
                   file=sys.stderr)
+        # The cost of self-tuning: the same learner racing one ranking instead of a
+        # population, as many runs, interleaved with nothing else; best of each.
+        untuned_settings = settings.replace(self_tuning=False)
+        untuned = [run_learner(path, untuned_settings) for _ in range(max(1, args.repeat))]
         reference = max(refs, key=lambda r: r["events_per_second"])
         prefix = run_learner(path, settings, limit=reference["events"], eval_fraction=1.0)
     best = max(runs, key=lambda r: r["events_per_second"])
     eps, ref_eps = best["events_per_second"], reference["events_per_second"]
     recall, pop = best["recall_at_10"], best["popularity_recall_at_10"]
+    plain = min(untuned, key=lambda r: r["cpu_s"])
+    tuning_us = (best["cpu_s"] - plain["cpu_s"]) / best["events"] * 1e6
+    print(f"self-tuning off: {plain['events_per_second']:,.0f} events/s "
+          f"({plain['cpu_events_per_second']:,.0f} per CPU second); self-tuning costs "
+          f"{tuning_us:.3f} us of CPU per event", file=sys.stderr)
     result = {
         "events": best["events"],
         "rejected": best["rejected"],
@@ -234,8 +244,13 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_speedup_vs_reference": (round(best["cpu_events_per_second"]
                                            / reference["cpu_events_per_second"], 1)
                                      if reference["cpu_events_per_second"] else None),
+        "self_tuning_population": settings.tuning_population,
+        "untuned_events_per_second": round(plain["events_per_second"]),
+        "untuned_cpu_events_per_second": round(plain["cpu_events_per_second"]),
+        "self_tuning_cpu_us_per_event": round(tuning_us, 3),
         "recall_at_10": round(recall, 4),
         "popularity_recall_at_10": round(pop, 4),
+        "untuned_recall_at_10": round(plain["recall_at_10"], 4),
         "recall_vs_popularity": round(recall / pop, 2) if pop else None,
         "reference_recall_at_10": round(reference["recall_at_10"], 4),
         "reference_evaluated": reference["evaluated"],
