@@ -1,8 +1,9 @@
 """One operator configuration object, built from ``RECENGINE_OPERATOR_*`` environment variables.
 
-This is the only module of the operator that reads ``os.environ``. Every value is validated
-here, so a bad one stops the operator at start-up with one readable line
-(:class:`recengine.errors.ConfigError`).
+Declared and read the way the services' settings are (:mod:`recengine.declare`: the same parser
+for every type, the same one-line errors, secrets kept out of ``repr``); the operator's code
+reads its configuration here and never ``os.environ``. Every value is validated here, so a bad
+one stops the operator at start-up with one readable line (:class:`recengine.errors.ConfigError`).
 
 Settings that belong to one RecEngine (which Deployment, which policy, the quality gate, the
 progress deadline) are in its ``spec``, not here: this object holds what is the same for every
@@ -11,12 +12,8 @@ resource the operator watches.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
-
 from recengine.config import parse_url
+from recengine.declare import URL, Declared
 from recengine.errors import ConfigError
 
 ENV_PREFIX = "RECENGINE_OPERATOR_"
@@ -24,8 +21,7 @@ ENV_PREFIX = "RECENGINE_OPERATOR_"
 SHARED_ENV = {"metrics_url": "RECENGINE_METRICS_URL"}
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Declared, env_prefix=ENV_PREFIX, env_names=SHARED_ENV):
     """What the operator needs to know besides the RecEngine resources themselves."""
 
     interval_s: float = 5.0
@@ -65,24 +61,11 @@ class Config:
     """Liveness endpoint kopf serves when started as ``python -m recengine_operator``, e.g.
     ``http://0.0.0.0:8080/healthz``; empty: none."""
 
-    metrics_url: str = "off"
+    metrics_url: URL = "off"
     """Where the operator sends its statsd metrics (``statsd://host:8125``; ``off``: nowhere).
     Read from ``RECENGINE_METRICS_URL``, the variable every recengine service reads."""
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
-        """The configuration from ``RECENGINE_OPERATOR_<FIELD>`` variables (defaults otherwise)."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            key = SHARED_ENV.get(f.name, ENV_PREFIX + f.name.upper())
-            if key in env:
-                values[f.name] = _coerce(key, f.name, env[key].strip())
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
-
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         checks = [
             (self.interval_s > 0, "interval_s must be > 0"),
             (self.idle_s >= 0, "idle_s must be >= 0"),
@@ -97,17 +80,3 @@ class Config:
                 raise ConfigError(f"operator configuration: {message}")
         parse_url("metrics", self.metrics_url)  # ConfigError naming the URL if it is bad
 
-
-def _coerce(key: str, name: str, raw: str) -> Any:
-    try:
-        if name in ("interval_s", "idle_s", "api_timeout_s", "watch_timeout_s"):
-            return float(raw)
-        if name == "history_limit":
-            return int(raw)
-        if name == "priority":
-            return int(raw) if raw else None
-        if name == "namespaces":
-            return tuple(filter(None, (p.strip() for p in raw.split(","))))
-        return raw
-    except ValueError:
-        raise ConfigError(f"{key}={raw!r} is not a valid {name}") from None

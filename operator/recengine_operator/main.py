@@ -23,7 +23,7 @@ from recengine_operator.handlers import handle_cleanup, handle_recengine, handle
 from recengine_operator.spec import GROUP, PLURAL, VERSION
 
 try:
-    CONFIG = Config.from_env()
+    CONFIG = Config.load()
 except ConfigError as exc:
     raise SystemExit(f"recengine-operator: {exc}") from None
 

@@ -1,8 +1,8 @@
 """``recengine`` command line: trainer, index, api, generate, eval, dashboards, demo.
 
 Every setting of :class:`recengine.config.Settings` is also a flag (``--batch-size 4096``) and
-an environment variable (``RECENGINE_BATCH_SIZE``); flags win. A bad setting, URL or file stops
-the command with one line on stderr and exit code 2.
+an environment variable (``RECENGINE_BATCH_SIZE``), read by the same parser; flags win. A bad
+setting, URL or file stops the command with one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,30 +12,24 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from recengine.config import Settings
+from recengine.declare import settings_of
 from recengine.errors import ConfigError, RecEngineError
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (also RECENGINE_<NAME> environment variables)")
-    for f in fields(Settings):
-        if f.name == "extra":
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            group.add_argument(flag, dest=f.name, default=None,
-                               type=lambda v: v.lower() in ("1", "true", "yes", "on"),
-                               metavar="BOOL")
-        else:
-            group.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper())
+    # Flags stay text: Settings.load parses them as it parses the environment.
+    for s in settings_of(Settings):
+        group.add_argument(s.flag, dest=s.name, default=None,
+                           metavar="BOOL" if s.kind.name == "bool" else s.name.upper())
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = {f.name for f in fields(Settings)}
+    names = {s.name for s in settings_of(Settings)}
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 

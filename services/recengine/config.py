@@ -1,21 +1,20 @@
 """One settings object, built from ``RECENGINE_*`` environment variables and CLI flags.
 
-Configuration flows one way: environment / CLI -> :class:`Settings` -> constructors. This is the
-only module that reads ``os.environ``. Every field is validated here so a bad value stops the
-process at start-up with one readable line (see :class:`recengine.errors.ConfigError`).
+Configuration flows one way: environment / CLI -> :class:`Settings` -> constructors. Settings are
+declared here, once; :mod:`recengine.declare` reads them from the environment and from flags
+(the only place that reads ``os.environ``), parses both the same way and keeps secrets out of
+every ``repr``. Every field is validated here so a bad value stops the process at start-up with
+one readable line (see :class:`recengine.errors.ConfigError`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from recengine.declare import URL, Declared, Secret, hide, password_of, redact_url
 from recengine.errors import ConfigError
 
 ENV_PREFIX = "RECENGINE_"
@@ -37,12 +36,18 @@ class BackendURL:
     """A parsed backend URL: ``scheme://host:port/path?query``."""
 
     role: str
-    raw: str
+    raw: str = field(repr=False)
+    """The URL as given, password included: for the client library, never for a message."""
     scheme: str
     host: str
     port: int | None
     path: str
     query: dict[str, str]
+
+    @property
+    def redacted(self) -> str:
+        """The URL as given, without its password: for messages and logs."""
+        return redact_url(self.raw)
 
     @property
     def file_path(self) -> Path:
@@ -51,20 +56,24 @@ class BackendURL:
 
 
 def parse_url(role: str, raw: str) -> BackendURL:
-    """Parse and validate the URL of one backend role, raising ConfigError on anything odd."""
+    """Parse and validate the URL of one backend role, raising ConfigError on anything odd.
+
+    The messages show the URL without its password."""
     allowed = SCHEMES[role]
     if raw in ("", "off") and "off" in allowed:
         return BackendURL(role, raw, "off", "", None, "", {})
+    shown = redact_url(raw)
     if "://" not in raw:
         raise ConfigError(
-            f"{role} URL {raw!r} has no scheme; expected one of "
+            f"{role} URL {shown!r} has no scheme; expected one of "
             + ", ".join(f"{s}://" for s in allowed)
         )
     try:
         parts = urlsplit(raw)
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"{role} URL {raw!r} is malformed: {exc}") from None
+        raise ConfigError(f"{role} URL {shown!r} is malformed: "
+                          f"{hide(str(exc), password_of(raw))}") from None
     scheme = parts.scheme.lower()
     if scheme == "mongodb+srv":
         scheme = "mongodb"
@@ -72,7 +81,7 @@ def parse_url(role: str, raw: str) -> BackendURL:
         scheme = "http"
     if scheme not in allowed:
         raise ConfigError(
-            f"{role} URL {raw!r} has unknown scheme {parts.scheme!r}; expected one of "
+            f"{role} URL {shown!r} has unknown scheme {parts.scheme!r}; expected one of "
             + ", ".join(f"{s}://" for s in allowed)
         )
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -82,15 +91,15 @@ def parse_url(role: str, raw: str) -> BackendURL:
         # file://relative/path and file:///absolute/path are both accepted.
         path = (parts.netloc + parts.path) if parts.netloc else parts.path
         if not path:
-            raise ConfigError(f"{role} URL {raw!r} names no file")
+            raise ConfigError(f"{role} URL {shown!r} names no file")
     elif scheme == "sqlite":
         # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute.db
         path = raw.split("://", 1)[1].split("?", 1)[0]
         path = path[1:] if path.startswith("/") else path
         if not path:
-            raise ConfigError(f"{role} URL {raw!r} names no database file (sqlite:///path)")
+            raise ConfigError(f"{role} URL {shown!r} names no database file (sqlite:///path)")
     elif scheme in ("kafka", "redis", "mongodb", "statsd", "http") and not host:
-        raise ConfigError(f"{role} URL {raw!r} names no host")
+        raise ConfigError(f"{role} URL {shown!r} names no host")
     return BackendURL(role, raw, scheme, host, port, path, query)
 
 
@@ -109,11 +118,12 @@ def _parse_weights(raw: str) -> dict[str, float]:
     return out
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Declared, env_prefix=ENV_PREFIX):
     """Every knob of every recengine process. Field docs double as the configuration reference.
 
-    Each field ``x`` is read from ``RECENGINE_X`` and from the CLI flag ``--x``.
+    Each field ``x`` is read from ``RECENGINE_X`` and from the CLI flag ``--x``. A field typed
+    :data:`~recengine.declare.URL` is shown without its password, a
+    :data:`~recengine.declare.Secret` not at all.
     """
 
     # --- where things live -------------------------------------------------------------------
@@ -121,26 +131,26 @@ class Settings:
     """Engine name: prefix of Kafka topics (``<name>.events``), Mongo collections and Redis keys."""
     data_dir: str = "./recengine-data"
     """Base directory for the embedded defaults (events file, SQLite, artifacts)."""
-    events_url: str = ""
+    events_url: URL = ""
     """Event stream: ``file://path`` (default ``<data_dir>/events.jsonl``) or
     ``kafka://host:port[/topic]`` (topic default ``<name>.events``)."""
     events_format: str = "auto"
     """Format of a file stream: ``auto`` (by extension), ``jsonl``, ``csv`` or ``tsv``."""
-    dlq_url: str = ""
+    dlq_url: URL = ""
     """Dead-letter sink for rejected events: ``file://path`` (default under data_dir) or
     ``kafka://host:port[/topic]`` (topic default ``<name>.events.dlq``)."""
-    users_url: str = ""
+    users_url: URL = ""
     """User store: ``sqlite:///relative.db`` or ``sqlite:////absolute.db`` (default under
     data_dir), or ``mongodb://host:port/db``."""
-    cache_url: str = "memory://"
+    cache_url: URL = "memory://"
     """Cache for item metadata, popular items, hot user vectors: ``memory://`` (in process)
     or ``redis://host:port/db``."""
-    artifacts_url: str = ""
+    artifacts_url: URL = ""
     """Checkpoints and embedding versions: ``file:///dir`` (default ``<data_dir>/artifacts``)
     or ``mongodb://host:port/db`` (GridFS)."""
-    metrics_url: str = "off"
+    metrics_url: URL = "off"
     """Metrics: ``off`` or ``statsd://host:8125``."""
-    index_url: str = "http://127.0.0.1:8081"
+    index_url: URL = "http://127.0.0.1:8081"
     """Where the API finds the index service."""
     index_version: str = "latest"
     """Embedding version the index service loads: a number or ``latest``."""
@@ -271,7 +281,7 @@ class Settings:
     for this long. Must exceed the longest publish or checkpoint."""
 
     # --- API -----------------------------------------------------------------------------------
-    api_key: str = ""
+    api_key: Secret = ""
     """If set, ``POST /events`` requires it in ``X-API-Key`` or ``Authorization: Bearer``."""
     api_key_file: str = ""
     """A file holding the API key (a mounted Secret); wins over ``api_key``."""
@@ -282,9 +292,11 @@ class Settings:
     index_timeout_s: float = 0.5
     """Timeout of one API call to the index service."""
 
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
     def __post_init__(self) -> None:
+        # The embedded backends live under data_dir unless their URL is given.
+        for name, default in self.embedded_urls(self.data_dir).items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, default)
         checks: list[tuple[bool, str]] = [
             (self.dim > 0, "dim must be positive"),
             (0 < self.growth <= 10, "growth must be in (0, 10]"),
@@ -373,62 +385,12 @@ class Settings:
     def dlq_topic(self) -> str:
         return f"{self.name}.events.dlq"
 
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    @classmethod
-    def load(
-        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
-    ) -> Settings:
-        """Build settings: defaults < ``RECENGINE_*`` environment < explicit overrides (CLI)."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name == "extra":
-                continue
-            key = ENV_PREFIX + f.name.upper()
-            if key in env:
-                values[f.name] = _coerce(f.name, f.type, env[key])
-        for name, value in (overrides or {}).items():
-            if value is None:
-                continue
-            ftype = next((f.type for f in fields(cls) if f.name == name), None)
-            if ftype is None:
-                raise ConfigError(f"unknown setting {name!r}")
-            values[name] = _coerce(name, ftype, value) if isinstance(value, str) else value
-        data_dir = str(values.get("data_dir", cls.data_dir))
-        defaults = {
+    @staticmethod
+    def embedded_urls(data_dir: str) -> dict[str, str]:
+        """The URLs of the embedded backends under ``data_dir``, for the ones not given."""
+        return {
             "events_url": f"file://{Path(data_dir, 'events.jsonl').as_posix()}",
             "dlq_url": f"file://{Path(data_dir, 'events.dlq.jsonl').as_posix()}",
             "users_url": f"sqlite:///{Path(data_dir, 'users.db').as_posix()}",
             "artifacts_url": f"file://{Path(data_dir, 'artifacts').as_posix()}",
         }
-        for name, default in defaults.items():
-            if not values.get(name):
-                values[name] = default
-        return cls(**values)
-
-
-def _coerce(name: str, ftype: Any, raw: str) -> Any:
-    kind = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "bool":
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"setting {name} = {raw!r} is not a valid {kind}") from None
-    return raw
-
-
-def setting_names() -> list[str]:
-    """Names of all settings (for CLI flags and the configuration reference)."""
-    return [f.name for f in fields(Settings) if f.name != "extra"]

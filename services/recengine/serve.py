@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import fields
 
 import requests
 
@@ -50,11 +49,7 @@ def settings_env(settings: Settings, base: Mapping[str, str] | None = None) -> d
     """An environment in which ``Settings.load()`` rebuilds exactly ``settings``."""
     env = {k: v for k, v in (base if base is not None else os.environ).items()
            if not k.startswith(ENV_PREFIX)}
-    for f in fields(settings):
-        if f.name == "extra":
-            continue
-        env[ENV_PREFIX + f.name.upper()] = str(getattr(settings, f.name))
-    return env
+    return {**env, **settings.to_env()}
 
 
 def gunicorn_argv(service: str, bind: str, workers: int, threads: int | None = None,

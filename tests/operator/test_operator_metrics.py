@@ -79,8 +79,8 @@ def test_a_failed_first_rollout_and_a_rejected_version_are_counted():
 
 
 def test_metrics_url_comes_from_recengine_metrics_url():
-    assert type(open_operator_metrics(Config.from_env({}))) is Metrics
-    cfg = Config.from_env({"RECENGINE_METRICS_URL": "statsd://127.0.0.1:8125"})
+    assert type(open_operator_metrics(Config.load(env={}))) is Metrics
+    cfg = Config.load(env={"RECENGINE_METRICS_URL": "statsd://127.0.0.1:8125"})
     m = open_operator_metrics(cfg)
     assert isinstance(m, StatsdMetrics) and m.prefix == "recengine.operator"
     m.close()

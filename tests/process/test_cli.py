@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ pytestmark = pytest.mark.process
 RECENGINE = [sys.executable, "-m", "recengine.cli"]
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*RECENGINE, *args], capture_output=True, text=True, timeout=600)
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*RECENGINE, *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
 
 
 def test_eval_reads_a_movielens_style_tsv_as_is_and_plots_recall(tmp_path: Path) -> None:
@@ -53,3 +55,22 @@ def test_csv_streams_are_evaluated_with_their_header_skipped(tmp_path: Path) -> 
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["events"] == 5000
     assert result["rejected"] > 0  # the generator's malformed rows, counted, never fatal
+
+
+def test_a_bad_flag_and_the_same_bad_variable_stop_the_command_alike(tmp_path: Path) -> None:
+    by_flag = _run("api", "--data-dir", str(tmp_path), "--follow", "flase")
+    by_env = _run("api", "--data-dir", str(tmp_path), RECENGINE_FOLLOW="flase")
+    line = ("recengine: configuration error: setting follow = 'flase' is not a valid bool; "
+            "use 1/0, true/false, yes/no, on/off")
+    assert (by_flag.returncode, by_env.returncode) == (2, 2)
+    assert by_flag.stderr.strip().splitlines() == [f"{line} (--follow)"]
+    assert by_env.stderr.strip().splitlines() == [f"{line} (RECENGINE_FOLLOW)"]
+
+
+def test_a_bad_url_stops_the_command_without_showing_its_password(tmp_path: Path) -> None:
+    r = _run("api", "--data-dir", str(tmp_path),
+             RECENGINE_USERS_URL="mongodb://app:hunter2@db:port/recs")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "recengine: configuration error: users URL 'mongodb://app:***@db:port/recs' is "
+        "malformed: Port could not be cast to integer value as 'port'"]

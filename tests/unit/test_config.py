@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from recengine.config import Settings, parse_url, setting_names
+from recengine.config import Settings, parse_url
+from recengine.declare import docs_of, settings_of
 from recengine.errors import ConfigError
 
 
@@ -77,6 +78,7 @@ def test_environment_does_not_leak_from_os_environ_when_env_is_given(
     ({"RECENGINE_DIM": "sixty-four"}, "setting dim = 'sixty-four' is not a valid int"),
     ({"RECENGINE_LR": "fast"}, "setting lr = 'fast' is not a valid float"),
     ({"RECENGINE_FOLLOW": "maybe"}, "setting follow = 'maybe' is not a valid bool"),
+    ({"RECENGINE_FOLLOW": "flase"}, "(RECENGINE_FOLLOW)"),
     ({"RECENGINE_USERS_URL": "postgres://db/users"}, "unknown scheme 'postgres'"),
     ({"RECENGINE_EVENTS_URL": "/data/events.jsonl"}, "has no scheme"),
     ({"RECENGINE_INDEX_URL": "http://:8081"}, "names no host"),
@@ -142,7 +144,69 @@ def test_weights_parse_the_event_weight_table() -> None:
     assert s.weights == {"view": 1.0, "purchase": 4.5}
 
 
-def test_setting_names_cover_every_field_but_extra() -> None:
-    names = setting_names()
-    assert "extra" not in names
-    assert {"dim", "events_url", "api_max_batch", "index_version"} <= set(names)
+def test_every_setting_has_a_flag_a_variable_and_a_docstring() -> None:
+    settings = {s.name: s for s in settings_of(Settings)}
+    assert {"dim", "events_url", "api_max_batch", "index_version"} <= set(settings)
+    assert settings["batch_size"].flag == "--batch-size"
+    assert settings["batch_size"].env == "RECENGINE_BATCH_SIZE"
+    assert [name for name, doc in docs_of(Settings).items() if not doc] == []
+
+
+def test_a_flag_is_parsed_as_its_environment_variable_is() -> None:
+    for raw in ("no", " On ", "0", "TRUE", "flase", ""):
+        from_env = from_flag = None
+        try:
+            from_env = Settings.load(env={"RECENGINE_FOLLOW": raw}).follow
+        except ConfigError as exc:
+            from_env = str(exc).replace("(RECENGINE_FOLLOW)", "(source)")
+        try:
+            from_flag = Settings.load({"follow": raw}, env={}).follow
+        except ConfigError as exc:
+            from_flag = str(exc).replace("(--follow)", "(source)")
+        assert from_env == from_flag, raw
+
+
+def test_typed_overrides_of_the_wrong_type_are_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"setting dim = 4.5 is not a valid int \(--dim\)"):
+        Settings.load({"dim": 4.5}, env={})
+    assert Settings.load({"lr": 1}, env={}).lr == 1.0
+
+
+def test_secrets_and_url_passwords_never_show_in_repr() -> None:
+    s = Settings.load({"api_key": "k3y-value", "users_url": "mongodb://app:hunter2@db:27017/recs",
+                       "cache_url": "redis://:s3cret@cache:6379/0"}, env={})
+    for shown in (repr(s), str(s)):
+        assert "k3y-value" not in shown and "hunter2" not in shown and "s3cret" not in shown
+        assert "api_key='***'" in shown
+        assert "users_url='mongodb://app:***@db:27017/recs'" in shown
+        assert "cache_url='redis://:***@cache:6379/0'" in shown
+    assert "hunter2" not in repr(s.url("users"))
+    assert s.url("users").redacted == "mongodb://app:***@db:27017/recs"
+    assert s.api_key == "k3y-value" and s.url("users").raw.endswith("hunter2@db:27017/recs")
+
+
+@pytest.mark.parametrize("raw", [
+    "mongodb://app:hunter2@db:port/recs",  # malformed port
+    "app:hunter2@db:27017",  # no scheme
+    "postgres://app:hunter2@db/recs",  # unknown scheme
+    "mongodb://app:hunter2@/recs",  # no host
+])
+def test_a_bad_url_is_reported_without_its_password(raw: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load({"users_url": raw}, env={})
+    assert "hunter2" not in str(info.value)
+    assert "app:***@" in str(info.value)
+
+
+def test_a_secret_of_the_wrong_type_is_reported_hidden() -> None:
+    with pytest.raises(ConfigError, match=r"api_key = '\*\*\*' is not a valid text"):
+        Settings.load({"api_key": 1234567}, env={})
+
+
+def test_to_env_is_what_load_reads_back(tmp_path: Path) -> None:
+    s = Settings.load({"data_dir": str(tmp_path), "dim": 8, "lr": 0.1 + 0.2, "follow": False,
+                       "api_key": "k", "users_url": "mongodb://u:p@db/recs",
+                       "cooc_half_life_events": 1e-7, "self_tuning": False}, env={})
+    env = s.to_env()
+    assert env["RECENGINE_FOLLOW"] == "false" and env["RECENGINE_DIM"] == "8"
+    assert Settings.load(env=env) == s

@@ -89,7 +89,7 @@ def run_trainer(settings: Settings) -> int:
                 break
             trainer = build_trainer(settings, lease)
             log.info("trainer %s (%s) reading %s", settings.name, lease.holder,
-                     settings.events_url)
+                     settings.url("events").redacted)
             try:
                 trainer.run(stop)
             except LeaseLost as exc:
