@@ -1,4 +1,6 @@
-"""Write docs/configuration.md from the Settings dataclass (its field docstrings).
+"""Write docs/configuration.md from the settings declarations: the services' ``Settings`` and
+the operator's ``Config``, imported (names, variables, flags, types, defaults and docstrings as
+:mod:`recengine.declare` reads them).
 
     python tools/gen_config_docs.py          # rewrite the file
     python tools/gen_config_docs.py --check  # exit 1 when it is out of date (used by a test)
@@ -6,49 +8,75 @@
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
-from generated import write_or_check
-
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "services" / "recengine" / "config.py"
+# Document this checkout's declarations, whichever recengine is installed.
+sys.path[:0] = [str(ROOT / "services"), str(ROOT / "operator")]
+
+from generated import write_or_check  # noqa: E402
+
+from recengine.config import Settings  # noqa: E402
+from recengine.declare import Declared, Redact, Setting, docs_of, settings_of  # noqa: E402
+from recengine_operator.config import Config  # noqa: E402
+
 TARGET = ROOT / "docs" / "configuration.md"
 
 HEADER = """# Configuration reference
 
 Every recengine process reads one settings object. Each setting comes, in increasing order of
 precedence, from its default, from the environment variable `RECENGINE_<NAME>`, and from the
-command-line flag `--<name-with-dashes>`. A bad value, URL or missing file stops the process
-with one line on stderr and exit code 2.
+command-line flag `--<name-with-dashes>`; a flag is parsed exactly as its variable is. A bad
+value, URL or missing file stops the process with one line on stderr and exit code 2.
 
-Generated from `services/recengine/config.py` by `tools/gen_config_docs.py`; do not edit.
+A `bool` is one of `1/0`, `true/false`, `yes/no`, `on/off` (any case). A `secret` is never shown
+(logs, errors, `repr`); a `URL` is shown without the password it may carry.
 
-| setting (`--flag`) | environment | default | meaning |
-|---|---|---|---|
+Generated from `services/recengine/config.py` and `operator/recengine_operator/config.py` by
+`tools/gen_config_docs.py`; do not edit.
+
+## Services (`recengine …`, the API and index apps)
+
+"""
+
+OPERATOR = """
+## Operator (`RECENGINE_OPERATOR_*`)
+
+Read from the environment only (`python -m recengine_operator`, `kopf run -m
+recengine_operator`); the same types and parsing as above.
+
 """
 
 
+def _type(setting: Setting) -> str:
+    if setting.redact is Redact.VALUE:
+        return "secret"
+    if setting.redact is Redact.PASSWORD:
+        return "URL"
+    return setting.kind.name
+
+
+def _default(setting: Setting) -> str:
+    text = setting.kind.text(setting.default)
+    return f"`{text}`" if text else "(empty)"
+
+
+def table(cls: type[Declared], flags: bool) -> str:
+    """The Markdown table of the settings ``cls`` declares."""
+    docs = docs_of(cls)
+    head = ["setting (`--flag`)"] if flags else []
+    rows = ["| " + " | ".join([*head, "environment", "type", "default", "meaning"]) + " |",
+            "|" + "---|" * (len(head) + 4)]
+    for s in settings_of(cls):
+        cells = [f"`{s.flag}`"] if flags else []
+        cells += [f"`{s.env}`", _type(s), _default(s), docs[s.name].replace("|", "\\|")]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def render() -> str:
-    src = SOURCE.read_text()
-    cls = next(n for n in ast.parse(src).body
-               if isinstance(n, ast.ClassDef) and n.name == "Settings")
-    rows = []
-    for i, node in enumerate(cls.body):
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        name = node.target.id
-        if name == "extra":
-            continue
-        default = ast.get_source_segment(src, node.value) if node.value else ""
-        doc = ""
-        nxt = cls.body[i + 1] if i + 1 < len(cls.body) else None
-        if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
-            doc = " ".join(str(nxt.value.value).split()).replace("|", "\\|")
-        flag = "--" + name.replace("_", "-")
-        rows.append(f"| `{flag}` | `RECENGINE_{name.upper()}` | `{default}` | {doc} |")
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + table(Settings, flags=True) + OPERATOR + table(Config, flags=False)
 
 
 def main() -> int:
