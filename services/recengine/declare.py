@@ -24,21 +24,22 @@ Why not pydantic-settings. Measured on the 2-core development machine (Python 3.
 other builds, so the smallest of several runs; ``python -X importtime``, wall time by
 ``date +%s%N`` around the command):
 
-=================================================  ==================
-``import recengine.config`` (dataclass + this)      18-23 ms
-the same ~60 fields as a pydantic ``BaseModel``     130-210 ms
-the same fields as a pydantic-settings class        225-250 ms
-``recengine api --help``, today                     60-67 ms wall
-``import recengine.api.app`` (falcon, numpy, faiss) 350-490 ms wall
-=================================================  ==================
+===================================================  ===============
+``import recengine.config``, before (dataclass)       18 ms
+``import recengine.config`` on this module            19 ms
+the same ~60 fields as a pydantic ``BaseModel``       130-210 ms
+the same fields as a pydantic-settings class          225-250 ms
+``recengine api --help``, before and after alike      60-67 ms wall
+``import recengine.api.app`` (falcon, numpy, faiss)   350-490 ms wall
+===================================================  ===============
 
 pydantic would add 110-230 ms to every ``recengine`` command (``--help`` three to four times
 slower) and a third to each API and index worker's import; only the operator would get it
-free (``kubernetes`` imports pydantic already). It would not buy correctness either:
-pydantic-settings' environment source cannot be handed an explicit mapping (``load(env=...)``,
-used by tests and by ``to_env``), decodes collections as JSON (``a, b`` is today's
-namespaces list), matches variable names case-insensitively, reads ``.env`` files, and reads
-the environment again on every construction (a ``replace`` would pick it up). Overriding all
+free (``kubernetes`` imports pydantic already). It would not buy correctness either: the
+environment source of pydantic-settings cannot be handed a mapping (``load(env=...)``, which
+the tests use), decodes collections as JSON (the operator's namespaces are ``a, b``), matches
+variable names case-insensitively, reads ``.env`` files, and reads the environment again on
+every construction (a ``replace`` would pick it up). Overriding all
 of that leaves what this module is: one loader over dataclasses, a few hundred lines, whose
 parser is tested value by value. Field docstrings are read from the source with ``ast`` on
 demand, as pydantic's ``use_attribute_docstrings`` does, but only when documentation is asked

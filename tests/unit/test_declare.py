@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from recengine.declare import URL, Declared, Secret, docs_of, redact_url, settings_of
@@ -123,3 +126,11 @@ def test_an_unsupported_type_or_an_unknown_env_name_fails_at_declaration() -> No
 ])
 def test_redact_url_hides_the_password_and_nothing_else(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_the_operator_can_import_the_settings_without_the_services_dependencies() -> None:
+    code = ("import sys, recengine.declare, recengine.config\n"
+            "print(sorted(m for m in ('numpy', 'faiss', 'falcon', 'torch', 'pydantic')"
+            " if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
