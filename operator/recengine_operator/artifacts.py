@@ -16,13 +16,13 @@ from typing import Any
 
 from recengine.artifacts import ArtifactStore
 from recengine.backends.registry import open_artifact_store
-from recengine.config import parse_url
+from recengine.config import Settings, parse_url
 from recengine.errors import ArtifactError
 from recengine_operator.reconcile import Catalog
 
 URL_KEY = "RECENGINE_ARTIFACTS_URL"
 NAME_KEY = "RECENGINE_NAME"
-DEFAULT_NAME = "recengine"  # recengine.config.Settings.name's default, as the trainer uses it
+DEFAULT_NAME = Settings.name  # the engine name the trainer publishes under unless told
 
 Opener = Callable[[Any, str], ArtifactStore]
 
