@@ -1,10 +1,10 @@
 """One settings object, built from ``RECENGINE_*`` environment variables and CLI flags.
 
 Configuration flows one way: environment / CLI -> :class:`Settings` -> constructors. Settings are
-declared here, once; :mod:`recengine.declare` reads them from the environment and from flags
-(the only place that reads ``os.environ``), parses both the same way and keeps secrets out of
-every ``repr``. Every field is validated here so a bad value stops the process at start-up with
-one readable line (see :class:`recengine.errors.ConfigError`).
+declared here, once; :mod:`recengine.declare` reads them from the environment (``os.environ``
+is read for settings there and nowhere else) and from flags, parses both the same way and keeps
+secrets out of every ``repr``. Every field is validated here so a bad value stops the process at
+start-up with one readable line (see :class:`recengine.errors.ConfigError`).
 """
 
 from __future__ import annotations
