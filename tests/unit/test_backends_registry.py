@@ -52,10 +52,10 @@ def test_a_scheme_without_a_backend_is_one_readable_line() -> None:
 def test_a_missing_client_library_is_one_readable_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(BACKENDS["cache"], "redis", "recengine_absent_client:RedisCache")
     with pytest.raises(ConfigError) as caught:
-        registry.open_cache(parse_url("cache", "redis://cache:6379/0"))
+        registry.open_cache(parse_url("cache", "redis://:hunter2@cache:6379/0"))
     assert str(caught.value) == (
-        "cache URL 'redis://cache:6379/0' needs the recengine_absent_client client library, "
-        "which is not installed (pip install 'recengine[backends]')")
+        "cache URL 'redis://:***@cache:6379/0' needs the recengine_absent_client client "
+        "library, which is not installed (pip install 'recengine[backends]')")
 
 
 def test_the_embedded_defaults_load_no_production_client(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def _load(path: str, url: BackendURL) -> Any:
         if (exc.name or "").partition(".")[0] == "recengine":
             raise  # our own module is missing: a bug, not a setting
         raise ConfigError(
-            f"{url.role} URL {url.raw!r} needs the {exc.name} client library, which is not "
+            f"{url.role} URL {url.redacted!r} needs the {exc.name} client library, which is not "
             "installed (pip install 'recengine[backends]')") from None
     return getattr(module, attr)
 
@@ -70,7 +70,7 @@ def backend_class(role: str, url: BackendURL) -> type:
     """The class that serves ``role`` at ``url``; ConfigError if no backend has its scheme."""
     path = BACKENDS[role].get(url.scheme)
     if path is None:
-        raise ConfigError(f"{url.role} URL {url.raw!r}: unsupported scheme {url.scheme!r}")
+        raise ConfigError(f"{url.role} URL {url.redacted!r}: unsupported scheme {url.scheme!r}")
     return cast(type, _load(path, url))
 
 
