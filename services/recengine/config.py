@@ -197,10 +197,10 @@ class Settings(Declared, env_prefix=ENV_PREFIX):
     cooc_backward_weight: float = 0.5
     """Weight of a co-occurrence pair in the backward direction (the earlier item as a
     neighbour of the later one); the forward direction weighs 1."""
-    neighbour_exponent: float = 0.3
+    neighbour_exponent: float = 0.4
     """Neighbour weights are read as ``C[i, j] / (n_i**(1 - e) * n_j**e)``: 0.5 is the cosine;
     smaller favours popular neighbours."""
-    cooc_half_life_events: float = 10_000.0
+    cooc_half_life_events: float = 20_000.0
     """Half-life of item-to-item co-occurrence weights, in events of the stream (not seconds:
     streams run at rates that differ by orders of magnitude)."""
     recency_decay: float = 0.8
