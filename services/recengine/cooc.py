@@ -72,6 +72,8 @@ def _update_rows(nb: np.ndarray, w: np.ndarray, err: np.ndarray, prev_rows: np.n
         fill[j] += 1
     stamp = np.zeros(rows, dtype=np.int64)  # stamp[c] == row + 1: c seen in this row's pairs
     slot_of = np.empty(rows, dtype=np.int64)
+    held = np.zeros(rows, dtype=np.int64)  # held[c] == row + 1: c is tracked in row's slots
+    held_at = np.empty(rows, dtype=np.int64)
     uniq = np.empty(total, dtype=np.int64)
     sums = np.empty(total, dtype=np.float64)
     new_ids = np.empty(total, dtype=np.int64)
@@ -91,16 +93,20 @@ def _update_rows(nb: np.ndarray, w: np.ndarray, err: np.ndarray, prev_rows: np.n
                 m += 1
             else:
                 sums[slot_of[c]] += add[e]
+        # The row's tracked neighbours, indexed once (O(K)), so each of its m neighbours in
+        # this batch is found in O(1), not by a scan of K slots (O(m K): with 20 recent items
+        # and 200 neighbours that scan was most of the learner's time).
+        for s in range(k):
+            c = nb[row, s]
+            if c >= 0:
+                held[c] = row + 1
+                held_at[c] = s
         fresh = 0
         for q in range(m):
             c = uniq[q]
             x = np.float32(sums[q])
-            found = -1
-            for s in range(k):  # no early exit: the compiler vectorises the scan
-                if nb[row, s] == c:
-                    found = s
-            if found >= 0:
-                w[row, found] += x
+            if held[c] == row + 1:
+                w[row, held_at[c]] += x
             else:
                 new_ids[fresh] = c
                 new_w[fresh] = x
@@ -224,6 +230,7 @@ class ItemNeighbours:
         self.nb = np.full((capacity, k), -1, dtype=np.int32)
         self.w = np.zeros((capacity, k), dtype=np.float32)
         self.err = np.zeros((capacity, k), dtype=np.float32)
+        self._powers: tuple[np.ndarray, np.ndarray] | None = None
         self.cnt = np.zeros(capacity, dtype=np.float64)
 
     def ensure(self, n_items: int, growth: float = 0.1) -> None:
@@ -247,11 +254,20 @@ class ItemNeighbours:
             self.t_ref = t_max
         return np.exp2((ts - self.t_ref) / self.half_life)
 
+    def _count_powers(self) -> tuple[np.ndarray, np.ndarray]:
+        """``n**(1 - exponent)`` and ``n**exponent`` of every item's count, computed once per
+        update (the evaluation reads neighbours of thousands of rows between two updates)."""
+        if self._powers is None or len(self._powers[0]) != len(self.cnt):
+            cnt = np.maximum(self.cnt, 1e-30)
+            self._powers = (cnt ** (1.0 - self.exponent), cnt ** self.exponent)
+        return self._powers
+
     def update(self, prev_rows: np.ndarray, items: np.ndarray, ts: np.ndarray,
                weights: np.ndarray) -> None:
         """Learn from one round: ``prev_rows[b]`` are user b's recent items before ``items[b]``."""
         if len(items) == 0:
             return
+        self._powers = None
         ew = weights.astype(np.float64) * self._scale(np.asarray(ts, dtype=np.float64))
         uniq_items, inv = np.unique(items, return_inverse=True)
         self.cnt[uniq_items] += np.bincount(inv, weights=ew)
@@ -267,9 +283,8 @@ class ItemNeighbours:
         safe = np.where(flat >= 0, flat, 0)
         nb = self.nb[safe]
         nb_safe = np.where(nb >= 0, nb, 0)
-        beta = self.exponent
-        denom = (np.maximum(self.cnt[safe][:, None], 1e-30) ** (1.0 - beta)
-                 * np.maximum(self.cnt[nb_safe], 1e-30) ** beta)
+        row_pow, nb_pow = self._count_powers()
+        denom = row_pow[safe][:, None] * nb_pow[nb_safe]
         # Space-Saving admits a newcomer at the row's floor plus its weight, so a weight may
         # overstate its pair by the floor it entered at: read the lower bound ``w - err``.
         # Without it, a rare item that just entered at the floor has a large cosine (a small
