@@ -19,14 +19,18 @@ from recengine.synth import (
     EVENT_TYPES,
     MALFORMED_KINDS,
     MAX_ID_LENGTH,
+    TIME_SCALES,
     SynthConfig,
     catalog,
     generate,
+    parse_time_scale,
     write_stream,
 )
 
-# A small world that still spans several days (30k events over ~5 days).
-SMALL = SynthConfig(events=30_000, users=1_000, items=600, events_per_day=6_000.0, seed=11)
+# A small world that still spans several days (30k events over ~5 days), on a clock where a
+# world day is a day of timestamps.
+SMALL = SynthConfig(events=30_000, users=1_000, items=600, events_per_day=6_000.0,
+                    time_scale=86_400 / 6_000, seed=11)
 SESSION_GAP = 1_800.0
 REQUIRED = {"user_id", "item_id", "event", "ts"}
 OPTIONAL = {"category", "metadata"}
@@ -116,8 +120,10 @@ def stream_digest(cfg: SynthConfig) -> str:
 
 
 # Taken from the single-module generator before it became a package: moving code between
-# modules must not change a single line of the stream.
-PINNED = SynthConfig(events=5_000, users=400, items=300, seed=13, malformed_rate=0.02)
+# modules must not change a single line of the stream. Its time scale is the world's own
+# clock (86,400 / events_per_day seconds between events), which the old generator used.
+PINNED = SynthConfig(events=5_000, users=400, items=300, seed=13, malformed_rate=0.02,
+                     time_scale=86_400 / 30_000)
 PINNED_DIGEST = "78f5bb9913c530f43c9669e36dacb60b302f817f007c4a4cb6b5000d4b863a64"
 
 
@@ -179,9 +185,58 @@ def test_timestamps_non_decreasing_and_span_days(events: list[dict[str, Any]]) -
     assert len(np.unique(ts)) > 0.9 * len(ts)  # real spacing, not one timestamp
 
 
-def test_default_stream_spans_days() -> None:
+def test_default_stream_spans_days_of_the_worlds_clock() -> None:
     cfg = SynthConfig()
     assert 5 < cfg.events / cfg.events_per_day < 10  # 200k events ~ a week
+
+
+# --- time scale -----------------------------------------------------------------------
+
+
+def without_ts(rec: dict[str, Any] | str) -> tuple[Any, ...]:
+    return ("malformed",) if isinstance(rec, str) else tuple(
+        (k, v) for k, v in rec.items() if k != "ts"
+    )
+
+
+def test_time_scale_only_scales_the_timestamps() -> None:
+    fast = SynthConfig(events=8_000, users=500, items=300, seed=3, malformed_rate=0.02)
+    slow = replace(fast, time_scale="days")
+    a, b = list(generate(fast)), list(generate(slow))
+    assert [without_ts(r) for r in a] == [without_ts(r) for r in b]
+    ratio = slow.mean_gap_s / fast.mean_gap_s
+    start = fast.start_ts
+    for x, y in zip(a, b, strict=True):
+        if isinstance(x, dict) and isinstance(y, dict):
+            # Both are rounded to 1/100 s; the fast one's rounding is magnified by the ratio.
+            assert y["ts"] - start == pytest.approx((x["ts"] - start) * ratio, abs=0.01 * ratio)
+    fast_items = {it["item_id"]: it["release_ts"] for it in catalog(fast)}
+    for it in catalog(slow):
+        rel = fast_items[it["item_id"]]
+        if rel is None:
+            assert it["release_ts"] is None
+        else:
+            assert it["release_ts"] - start == pytest.approx((rel - start) * ratio, abs=ratio)
+
+
+@pytest.mark.parametrize("scale", ["seconds", "minutes", "days", 2.5])
+def test_time_scale_is_the_mean_gap_between_events(scale: str | float) -> None:
+    cfg = SynthConfig(events=20_000, users=600, items=400, seed=8, time_scale=scale)
+    ts = [r["ts"] for r in generate(cfg) if isinstance(r, dict)]
+    gap = (ts[-1] - ts[0]) / (len(ts) - 1)
+    expected = TIME_SCALES[scale] if isinstance(scale, str) else scale
+    assert 0.8 * expected < gap < 1.25 * expected
+    assert ts == sorted(ts) and ts[0] >= cfg.start_ts
+
+
+def test_time_scale_arguments() -> None:
+    assert parse_time_scale("minutes") == "minutes"
+    assert parse_time_scale("2.5") == 2.5
+    for bad in ("weeks", "0", "-3", "nan", "inf", ""):
+        with pytest.raises(ValueError):
+            parse_time_scale(bad)
+    assert SynthConfig(time_scale="hours").mean_gap_s == 3_600.0
+    assert SynthConfig(time_scale=0.25).mean_gap_s == 0.25
 
 
 def test_event_type_frequencies(events: list[dict[str, Any]]) -> None:
@@ -451,6 +506,12 @@ def test_unknown_format_rejected(tmp_path: Path) -> None:
         {"event_type_probs": (0.5, 0.5, 0.5, 0.5)},
         {"mean_session_steps": 0.5},
         {"events_per_day": 0.0},
+        {"time_scale": "weeks"},
+        {"time_scale": 0},
+        {"time_scale": -1.0},
+        {"time_scale": math.nan},
+        {"time_scale": True},
+        {"events": 2_000_000, "time_scale": "days"},  # would end after the year 9999
     ],
 )
 def test_invalid_config_rejected(changes: dict[str, Any]) -> None:

@@ -57,7 +57,13 @@ structure and its time-dependent weights, ``catalog``), ``simulator`` (sessions,
 order), ``malformed`` (the broken lines) and ``writers`` (``generate``, ``write_stream``).
 """
 
-from recengine.synth.config import CATEGORY_NAMES, EVENT_TYPES, SynthConfig
+from recengine.synth.config import (
+    CATEGORY_NAMES,
+    EVENT_TYPES,
+    TIME_SCALES,
+    SynthConfig,
+    parse_time_scale,
+)
 from recengine.synth.malformed import MALFORMED_KINDS, MAX_ID_LENGTH
 from recengine.synth.world import catalog
 from recengine.synth.writers import SynthSummary, generate, write_stream
@@ -67,9 +73,11 @@ __all__ = [
     "EVENT_TYPES",
     "MALFORMED_KINDS",
     "MAX_ID_LENGTH",
+    "TIME_SCALES",
     "SynthConfig",
     "SynthSummary",
     "catalog",
     "generate",
+    "parse_time_scale",
     "write_stream",
 ]

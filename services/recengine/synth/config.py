@@ -16,6 +16,30 @@ CATEGORY_NAMES: tuple[str, ...] = (
 )  # fmt: skip
 """Category names; configs with more categories get ``category-<n>`` for the rest."""
 
+TIME_SCALES: dict[str, float] = {
+    "seconds": 1.0, "minutes": 60.0, "hours": 3_600.0, "days": 86_400.0,
+}  # fmt: skip
+"""Named time scales: the mean seconds between consecutive events of the whole stream."""
+
+_LAST_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the latest time an event may carry
+WORLD_DAY = 86_400.0
+"""Seconds of a day on the world's own clock (sessions, releases, diurnal cycle, drift)."""
+
+
+def parse_time_scale(text: str) -> str | float:
+    """A ``--time-scale`` argument: a name of ``TIME_SCALES`` or a number of seconds."""
+    if text in TIME_SCALES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(
+            f"time scale must be one of {', '.join(TIME_SCALES)} or seconds, got {text!r}"
+        ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"time scale must be a positive number of seconds, got {text!r}")
+    return value
+
 
 @dataclass(frozen=True)
 class SynthConfig:
@@ -40,9 +64,16 @@ class SynthConfig:
     seed: int = 7
     start_ts: float = 1_700_000_000.0
     """Epoch seconds of the stream start; all timestamps are >= this."""
+    time_scale: str | float = "seconds"
+    """Mean seconds between consecutive events of the whole stream: ``seconds``, ``minutes``,
+    ``hours``, ``days`` (1, 60, 3600, 86400) or a number. It only maps the world's clock onto
+    timestamps: the same config at two time scales yields the same events with every
+    ``ts - start_ts`` multiplied by the ratio of the scales."""
 
     events_per_day: float = 30_000.0
-    """Average stream rate; sets the time span (200k events ~ 6.7 days)."""
+    """Events per day of the world's own clock: how many world days the stream spans, so
+    how many diurnal cycles, release bursts and how much drift it sees (200k events ~ 6.7
+    days). ``time_scale`` then sets how long a world day lasts in timestamps."""
     initial_user_share: float = 0.3
     """Share of the users that already exist at the start."""
     initial_item_share: float = 0.6
@@ -81,6 +112,17 @@ class SynthConfig:
     metadata_rate: float = 0.1
     """Share of an item's later events that repeat its category and metadata."""
 
+    @property
+    def mean_gap_s(self) -> float:
+        """Mean seconds between consecutive events, ``time_scale`` resolved."""
+        scale = self.time_scale
+        return TIME_SCALES[scale] if isinstance(scale, str) else float(scale)
+
+    @property
+    def clock(self) -> float:
+        """Timestamp seconds per second of the world's clock."""
+        return self.mean_gap_s * self.events_per_day / WORLD_DAY
+
     def __post_init__(self) -> None:
         positive_ints = ("events", "users", "items", "clusters", "categories", "walk_width")
         for name in positive_ints:
@@ -111,6 +153,16 @@ class SynthConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        scale = self.time_scale
+        if isinstance(scale, str):
+            if scale not in TIME_SCALES:
+                raise ValueError(f"time_scale must be one of {', '.join(TIME_SCALES)} or seconds")
+        elif isinstance(scale, bool) or not isinstance(scale, int | float):
+            raise ValueError(f"time_scale must be a name or a number, got {scale!r}")
+        elif not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"time_scale must be a positive number of seconds, got {scale!r}")
+        if self.start_ts + 2 * self.events * self.mean_gap_s > _LAST_TS:
+            raise ValueError("the stream would run past the year 9999: shorten the time_scale")
         if self.mean_session_steps < 1.0:
             raise ValueError("mean_session_steps must be >= 1")
         if self.release_burst < 0 or self.drift < 0:

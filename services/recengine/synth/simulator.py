@@ -198,7 +198,7 @@ class Simulator:
         cat_of = [w.category_names[c] for c in w.item_category.tolist()]
         user_ids, item_ids = w.user_ids, w.item_ids
         etypes = EVENT_TYPES
-        start = cfg.start_ts
+        start, clock = cfg.start_ts, cfg.clock
         emitted = 0
         pend: dict[str, np.ndarray] | None = None
         ws = 0.0
@@ -216,7 +216,7 @@ class Simulator:
             ev_users = batch["user"][done].tolist()
             ev_items = batch["item"][done].tolist()
             ev_types = batch["etype"][done].tolist()
-            ev_ts = np.round(start + batch["t"][done], 2).tolist()
+            ev_ts = np.round(start + batch["t"][done] * clock, 2).tolist()
             meta_draw = (rng.random(cut) < cfg.metadata_rate).tolist()
             bad = rng.random(cut) < self.malformed_odds
             bad_idx = set(np.flatnonzero(bad).tolist())

@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from recengine.synth.config import CATEGORY_NAMES, SynthConfig
+from recengine.synth.config import CATEGORY_NAMES, WORLD_DAY, SynthConfig
 
-_DAY = 86_400.0
 DIURNAL_AMPLITUDE = 0.5
 
 _ADJECTIVES = (
@@ -35,7 +34,7 @@ class World:
     def __init__(self, cfg: SynthConfig, rng: np.random.Generator) -> None:
         self.cfg = cfg
         k, n_items, n_users = cfg.clusters, cfg.items, cfg.users
-        self.horizon = cfg.events / cfg.events_per_day * _DAY
+        self.horizon = cfg.events / cfg.events_per_day * WORLD_DAY
 
         # Clusters: Zipf-like sizes.
         size = (np.arange(k) + 1.0) ** -0.7
@@ -128,7 +127,7 @@ class World:
         age = t - self.seq_release
         released = age >= 0
         burst = 1.0 + self.cfg.release_burst * np.exp(
-            -np.maximum(age, 0.0) / (self.cfg.burst_days * _DAY)
+            -np.maximum(age, 0.0) / (self.cfg.burst_days * WORLD_DAY)
         )
         weight = np.where(released, self.seq_pop * burst, 0.0)
         self.seq_cum = np.cumsum(weight)
@@ -151,7 +150,7 @@ class World:
 
     def diurnal(self, t: np.ndarray) -> np.ndarray:
         """Relative session-start intensity at stream times ``t`` (mean 1)."""
-        return 1.0 + DIURNAL_AMPLITUDE * np.sin(2 * np.pi * t / _DAY + self.diurnal_phase)
+        return 1.0 + DIURNAL_AMPLITUDE * np.sin(2 * np.pi * t / WORLD_DAY + self.diurnal_phase)
 
     def draw_popular(self, clusters: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One released item per entry of ``clusters``, by current popularity."""
@@ -212,7 +211,7 @@ def catalog(config: SynthConfig) -> list[dict[str, Any]]:
                 "category": w.category_names[int(w.item_category[i])],
                 "title": w.item_title[i],
                 "price": float(w.item_price[i]),
-                "release_ts": None if rel < 0 else round(config.start_ts + rel, 2),
+                "release_ts": None if rel < 0 else round(config.start_ts + rel * config.clock, 2),
                 "cluster": int(w.item_cluster[i]),
             }
         )
