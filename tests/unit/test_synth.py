@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from support.knn_reference import knn_recall
 
 from recengine.synth import (
     CATEGORY_NAMES,
@@ -121,9 +122,11 @@ def stream_digest(cfg: SynthConfig) -> str:
 
 # Taken from the single-module generator before it became a package: moving code between
 # modules must not change a single line of the stream. Its time scale is the world's own
-# clock (86,400 / events_per_day seconds between events), which the old generator used.
+# clock (86,400 / events_per_day seconds between events), and its world the old defaults,
+# both of which the old generator used.
 PINNED = SynthConfig(events=5_000, users=400, items=300, seed=13, malformed_rate=0.02,
-                     time_scale=86_400 / 30_000)
+                     time_scale=86_400 / 30_000, activity_sigma=1.0, zipf_exponent=1.0,
+                     walk_prob=0.25, mainstream_prob=0.06, resume_prob=0.3)
 PINNED_DIGEST = "78f5bb9913c530f43c9669e36dacb60b302f817f007c4a4cb6b5000d4b863a64"
 
 
@@ -375,45 +378,19 @@ def test_sessions_are_separated_by_gaps(events: list[dict[str, Any]]) -> None:
     assert np.quantile(g, 0.99) > 86_400 / 2
 
 
-def test_learner_ranking_matches_real_data(events: list[dict[str, Any]]) -> None:
-    """Prequential recall@10: item-to-item co-occurrence > popularity >> random."""
-    item_idx: dict[str, int] = {}
-    users: dict[str, list[int]] = {}
-    n_max = SMALL.items
-    pop = np.zeros(n_max)
-    co = np.zeros((n_max, n_max))
-    seen = np.zeros(n_max, dtype=bool)
-    hits_pop = hits_co = 0
-    rand = 0.0
-    n_eval = 0
-    for k, ev in enumerate(events):
-        i = item_idx.setdefault(ev["item_id"], len(item_idx))
-        hist = users.get(ev["user_id"])
-        if hist is not None and k % 3 == 0:  # test (on a third of the events, for speed)
-            n_eval += 1
-            if seen[i] and i not in hist:  # repeats and brand-new items are misses
-                cand = seen.copy()
-                cand[hist] = False
-                rand += 10 / max(10, int(cand.sum()))
-                recent = hist[-5:][::-1]
-                w = 0.7 ** np.arange(len(recent))
-                scores = (w @ co[recent]) / np.sqrt(pop + 1) + 1e-6 * pop
-                hits_pop += np.count_nonzero(cand & (pop > pop[i])) < 10
-                hits_co += np.count_nonzero(cand & (scores > scores[i])) < 10
-        # then train
-        if hist is None:
-            hist = users[ev["user_id"]] = []
-        for d, r in enumerate(hist[-5:][::-1]):
-            if r != i:
-                co[r, i] += 0.7**d
-                co[i, r] += 0.7**d
-        hist.append(i)
-        pop[i] += 1
-        seen[i] = True
-    r_pop, r_co, r_rand = hits_pop / n_eval, hits_co / n_eval, rand / n_eval
-    assert 0.04 < r_pop < 0.2, r_pop
-    assert r_pop > 3 * r_rand
-    assert r_co > 1.8 * r_pop, (r_co, r_pop)
+# The default world scaled down: as many events per user and items per user as the default
+# 200k events, 5,000 users and 3,000 items.
+SCALED = SynthConfig(events=40_000, users=1_000, items=600, seed=11, malformed_rate=0.0)
+
+
+def test_popularity_is_a_strong_baseline_that_item_knn_beats_as_on_real_data() -> None:
+    """Prequential recall@10 as on MovieLens (popularity 0.0554, item-kNN 0.1151: 2.1x)."""
+    events = [(r["user_id"], r["item_id"], r["ts"]) for r in generate(SCALED)
+              if isinstance(r, dict)]
+    r = knn_recall(events)
+    pop, knn = r["popularity_recall_at_10"], r["recall_at_10"]
+    assert 0.03 < pop < 0.10, pop
+    assert 1.8 < knn / pop < 3.7, (knn, pop)
 
 
 # --- writers --------------------------------------------------------------------------

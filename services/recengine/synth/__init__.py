@@ -1,18 +1,29 @@
 """Deterministic synthetic interaction stream for the demo, the tests and the benchmarks.
 
 The generator simulates a catalogue and a user base that both grow over time and emits
-implicit-feedback events in time order. It is calibrated so that learners rank on it the
-way they do on real data replayed in time order (MovieLens, test-then-train, recall@10
-over all items seen so far minus the user's own items): all-time popularity is a strong
-baseline, a BPR matrix factorisation beats it moderately, and an item-to-item
-co-occurrence signal built from the user's last few items beats it clearly.
+implicit-feedback events in time order, at any clock (``time_scale``). It is calibrated so
+that rankers do on it what they do on real data replayed in time order (test, then learn;
+recall@10 over all items seen so far minus the user's own items): plain all-time popularity
+is a strong baseline, and a simple item-kNN over the user's recent items beats it by
+2-3.5x, as on real streams. Measured with ``tests/support/knn_reference.py``
+(``bench/synth_realism.py``; docs/generator.md has the full table):
+
+============================  =======  =====  =====  ==========  ======  =====
+stream                        events   users  items  popularity  kNN     ratio
+============================  =======  =====  =====  ==========  ======  =====
+default, any time scale       200,000  4,561  2,998  0.0556      0.1355  2.44
+MovieLens latest-small (>=4)  48,580   609    6,298  0.0554      0.1151  2.08
+============================  =======  =====  =====  ==========  ======  =====
 
 Structure of the simulated world (everything is a pure function of ``SynthConfig``):
 
 * **Taste clusters.** Every item belongs to one of ``clusters`` latent clusters and has a
   position in its cluster's latent sequence (think series, sequels, "more like this"
-  shelves). Cluster sizes and item popularity are Zipf-like. Every user has a sparse
-  mixture over the clusters.
+  shelves). Cluster sizes and item popularity are Zipf-like (``zipf_exponent``), so the
+  most popular items draw a large share of every user's events. Every user has a sparse
+  mixture over the clusters. Only that mixture is a user-by-item dot product: global
+  popularity and the sequences are not, so a pointwise factorisation captures a part of
+  what a user does next.
 * **Categories.** ``categories`` named categories ("action", "drama", ...) are tied to the
   clusters: an item's category is mostly its cluster's main category.
 * **Sessions.** Users act in sessions. A session starts with a popular item of a cluster
@@ -23,12 +34,19 @@ Structure of the simulated world (everything is a pure function of ``SynthConfig
   popular item, or a step back to the item before. So item-to-item co-occurrence carries
   real signal. Users rarely re-consume an item (their last 64 items are avoided, except
   for going back and for the view that precedes a purchase). Sessions are separated by
-  hours to days; within a session items are tens of seconds apart. Session starts follow
-  a day/night cycle.
+  hours to days of the world's clock; within a session items are tens of its seconds
+  apart. Session starts follow its day/night cycle.
 * **Growth and drift.** Users arrive over time (each newcomer starts a session when it
-  arrives), items are released over time and get a popularity burst on release, cluster
-  popularity oscillates slowly and each user's mixture drifts towards a second mixture
-  over the stream.
+  arrives) and their activity is log-normal (``activity_sigma``), so some histories are
+  long and many short; items are released over time and get a popularity burst on
+  release, cluster popularity oscillates slowly and each user's mixture drifts towards a
+  second mixture over the stream.
+* **Clock.** The world runs on its own clock, ``events_per_day`` events per world day: session
+  gaps, release bursts, the diurnal cycle and drift are all defined on it. ``time_scale``
+  (``seconds``, ``minutes``, ``hours``, ``days`` or a number: the mean seconds between
+  consecutive events) maps it onto timestamps and does nothing else, so the same seed at two
+  time scales gives the same sequence of events, with ``ts - start_ts`` scaled by the
+  ratio of the scales (at ``days`` a world "day" lasts years of timestamps).
 * **Event types.** Each step is a ``view`` (most), ``click``, ``add_to_cart`` or
   ``purchase``; most carts and purchases are preceded by a view of the same item.
 * **Malformed lines.** About ``malformed_rate`` of the lines are broken in one of several
@@ -38,7 +56,7 @@ A valid event is a dict ``{"user_id": "u123", "item_id": "i456", "event": "view"
 "ts": 1700000123.25}``; on an item's first appearance in the stream, and on a random
 ``metadata_rate`` share of its later events, it also carries ``"category"`` and
 ``"metadata": {"title": ..., "price": ...}``. Timestamps are epoch seconds (float, two
-decimals), non-decreasing, starting at ``start_ts``.
+decimals), non-decreasing, starting at ``start_ts``, on average ``time_scale`` apart.
 
 Typical use::
 

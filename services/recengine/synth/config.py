@@ -46,7 +46,8 @@ class SynthConfig:
     """Knobs of the synthetic stream. Defaults are the calibrated ones.
 
     The first block is what callers normally change; the rest shapes the behaviour and is
-    calibrated (see the module docstring) - change it knowingly.
+    calibrated (see the package docstring and docs/generator.md) - change it knowingly.
+    Durations are on the world's own clock (see ``events_per_day`` and ``time_scale``).
     """
 
     events: int = 200_000
@@ -78,13 +79,15 @@ class SynthConfig:
     """Share of the users that already exist at the start."""
     initial_item_share: float = 0.6
     """Share of the items that are already released at the start."""
-    zipf_exponent: float = 1.0
+    activity_sigma: float = 1.7
+    """Log-normal spread of the users' activity: long and short histories."""
+    zipf_exponent: float = 0.9
     """Exponent of the Zipf law of base item popularity."""
     taste_concentration: float = 0.6
     """Dirichlet concentration per cluster of the users' mixtures (small = few clusters)."""
     mean_session_steps: float = 7.0
     """Mean number of items consumed in a session (geometric)."""
-    walk_prob: float = 0.25
+    walk_prob: float = 0.08
     """Probability that the next item is a neighbour of the previous one in the sequence."""
     walk_forward_prob: float = 0.75
     """Probability that a sequence step goes forward rather than backward."""
@@ -94,12 +97,13 @@ class SynthConfig:
     """Probability that the next item comes from another cluster of the user's mixture."""
     backtrack_prob: float = 0.03
     """Probability that the next item is the one before the previous one (going back)."""
-    mainstream_prob: float = 0.06
+    mainstream_prob: float = 0.05
     """Probability that a session start or a next item is drawn by global popularity."""
-    resume_prob: float = 0.3
+    resume_prob: float = 0.2
     """Probability that a session continues the sequence where the user's last one ended."""
     release_burst: float = 5.0
-    """Extra popularity multiplier of a newly released item, decaying with ``burst_days``."""
+    """Extra popularity multiplier of a newly released item, decaying over ``burst_days``
+    world days."""
     burst_days: float = 1.0
     drift: float = 0.5
     """Strength of cluster-popularity oscillation and of user-taste drift (0 = none)."""
@@ -108,7 +112,7 @@ class SynthConfig:
     preview_prob: float = 0.6
     """Probability that a cart/purchase step is preceded by a view event of the same item."""
     step_gap_median: float = 45.0
-    """Median seconds between two items of a session (log-normal)."""
+    """Median world seconds between two items of a session (log-normal)."""
     metadata_rate: float = 0.1
     """Share of an item's later events that repeat its category and metadata."""
 
@@ -146,8 +150,8 @@ class SynthConfig:
                 "walk_prob + switch_prob + backtrack_prob + mainstream_prob must be <= 1"
             )
         positive_floats = (
-            "events_per_day", "zipf_exponent", "taste_concentration", "burst_days",
-            "step_gap_median",
+            "events_per_day", "activity_sigma", "zipf_exponent", "taste_concentration",
+            "burst_days", "step_gap_median",
         )  # fmt: skip
         for name in positive_floats:
             value = getattr(self, name)

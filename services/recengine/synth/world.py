@@ -96,7 +96,7 @@ class World:
         arrival = np.full(n_users, -1.0)
         arrival[n0u:] = np.sort(rng.uniform(0.0, 0.97 * self.horizon, n_users - n0u))
         self.user_arrival = arrival
-        self.user_activity_cum = np.cumsum(np.exp(rng.normal(0.0, 1.0, n_users)))
+        self.user_activity_cum = np.cumsum(np.exp(rng.normal(0.0, cfg.activity_sigma, n_users)))
         alpha = cfg.taste_concentration * k * self.cluster_share
         self.taste0 = self._dirichlet(rng, alpha, n_users)
         self.taste1 = self._dirichlet(rng, alpha, n_users)
