@@ -6,10 +6,11 @@ simple item-kNN, recall@10. The real stream (MovieLens latest-small, ratings >= 
 ``../shared/data/``) is measured the same way. Also printed: the shape of each stream
 (users, items, mean seconds between events, history lengths, the top tenth of the items'
 share of events). On real data popularity reaches 0.03-0.08 and the kNN 2-3.7x popularity.
-Both rankers see only the order of the events, so the three clocks give the same figures;
-``--engine`` also runs ``recengine eval`` on each stream, whose half-lives are in seconds.
+Both rankers see only the order of the events, so the three clocks give the same figures.
+``--gmf`` adds a naive pointwise GMF (weak on real data: at best popularity); ``--engine``
+runs ``recengine eval`` on each stream, whose half-lives are in seconds.
 
-    python bench/synth_realism.py --events 200000 --scales seconds,minutes,days [--engine]
+    python bench/synth_realism.py --events 200000 --scales seconds,minutes,days [--gmf] [--engine]
 
 Prints a table, then one JSON object as the last line.
 """
@@ -33,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "services"), str(ROOT / "tests")]
 
-from support.knn_reference import knn_recall, read_tsv, shared_data  # noqa: E402
+from support.knn_reference import K, knn_recall, read_tsv, shared_data  # noqa: E402
 
 from recengine.synth import SynthConfig, generate, parse_time_scale  # noqa: E402
 
@@ -65,6 +66,58 @@ def measure(name: str, events: Sequence[tuple[str, str, float]]) -> dict[str, An
     }
 
 
+def naive_gmf_recall(events: Sequence[tuple[str, str, float]], *, bias: bool, dim: int = 16,
+                     lr: float = 0.05, reg: float = 0.002, negatives: int = 4,
+                     seed: int = 0) -> float:
+    """Prequential recall@10 (the reference protocol) of a naive pointwise GMF.
+
+    Test, then learn: score ``p_u . q_i (+ b_i)`` over every item seen so far minus the user's
+    own; then one SGD step of the logistic loss towards 1 for the event and towards 0 for
+    ``negatives`` items drawn uniformly from those seen. With ``bias`` the item bias learns
+    popularity, so it is popularity plus what the dot product adds.
+    """
+    rng = np.random.default_rng(seed)
+    items: dict[str, int] = {}
+    users: dict[str, int] = {}
+    owned: list[set[int]] = []
+    q = rng.normal(0.0, 0.1, (1024, dim))
+    b = np.zeros(1024)
+    p = rng.normal(0.0, 0.1, (1024, dim))
+    hits = evaluated = 0
+    for user, item, _ts in events:
+        j = items.get(item)
+        fresh = j is None
+        if j is None:
+            j = items[item] = len(items)
+            if j == len(q):
+                q = np.vstack([q, rng.normal(0.0, 0.1, q.shape)])
+                b = np.concatenate([b, np.zeros(b.size)])
+        u = users.get(user)
+        if u is not None:
+            evaluated += 1
+            if not fresh and j not in owned[u]:
+                n = len(items)
+                score = q[:n] @ p[u] + (b[:n] if bias else 0.0)
+                cand = np.ones(n, dtype=bool)
+                cand[list(owned[u])] = False
+                hits += np.count_nonzero(cand & (score > score[j])) < K
+        else:
+            u = users[user] = len(users)
+            owned.append(set())
+            if u == len(p):
+                p = np.vstack([p, rng.normal(0.0, 0.1, p.shape)])
+        for k, it in enumerate([j, *rng.integers(0, len(items), negatives).tolist()]):
+            x = p[u] @ q[it] + (b[it] if bias else 0.0)
+            g = 1.0 / (1.0 + np.exp(-x)) - (k == 0)
+            pu = p[u].copy()
+            p[u] -= lr * (g * q[it] + reg * p[u])
+            q[it] -= lr * (g * pu + reg * q[it])
+            if bias:
+                b[it] -= lr * g
+        owned[u].add(j)
+    return hits / evaluated if evaluated else 0.0
+
+
 def engine_recall(events: Sequence[tuple[str, str, float]]) -> dict[str, float]:
     """``recengine eval --json`` on the stream written as TSV: the engine's recall and its
     (decayed) popularity's."""
@@ -80,12 +133,24 @@ def engine_recall(events: Sequence[tuple[str, str, float]]) -> dict[str, float]:
             "engine_popularity_recall_at_10": round(result["popularity_recall_at_10"], 4)}
 
 
+def extras(row: dict[str, Any], events: Sequence[tuple[str, str, float]],
+           args: argparse.Namespace) -> None:
+    """The optional columns: the naive GMF's recall and the engine's."""
+    if args.gmf:
+        row["gmf_recall_at_10"] = round(naive_gmf_recall(events, bias=True), 4)
+        row["gmf_no_bias_recall_at_10"] = round(naive_gmf_recall(events, bias=False), 4)
+    if args.engine:
+        row.update(engine_recall(events))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--scales", default="seconds,minutes,days",
                     help="comma-separated time scales (names or seconds)")
+    ap.add_argument("--gmf", action="store_true",
+                    help="also measure a naive pointwise GMF, with and without item bias")
     ap.add_argument("--engine", action="store_true",
                     help="also run recengine eval on each stream")
     args = ap.parse_args()
@@ -97,18 +162,17 @@ def main() -> int:
         events = [(r["user_id"], r["item_id"], r["ts"]) for r in generate(config)
                   if isinstance(r, dict)]
         rows.append(measure(f"synth {scale.strip()}", events))
-        if args.engine:
-            rows[-1].update(engine_recall(events))
+        extras(rows[-1], events, args)
     real = shared_data(REAL)
     if real is not None:
         events = read_tsv(real)
         rows.append(measure(f"real {REAL}", events))
-        if args.engine:
-            rows[-1].update(engine_recall(events))
+        extras(rows[-1], events, args)
 
     cols = ("stream", "events", "users", "items", "mean_gap_s", "history_median",
             "top_tenth_items_share", "popularity_recall_at_10", "knn_recall_at_10", "ratio",
-            "engine_recall_at_10", "engine_popularity_recall_at_10")
+            "gmf_recall_at_10", "gmf_no_bias_recall_at_10", "engine_recall_at_10",
+            "engine_popularity_recall_at_10")
     cols = tuple(c for c in cols if c in rows[0])
     print(" | ".join(cols))
     for row in rows:
