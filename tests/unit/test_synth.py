@@ -126,7 +126,8 @@ def stream_digest(cfg: SynthConfig) -> str:
 # both of which the old generator used.
 PINNED = SynthConfig(events=5_000, users=400, items=300, seed=13, malformed_rate=0.02,
                      time_scale=86_400 / 30_000, activity_sigma=1.0, zipf_exponent=1.0,
-                     walk_prob=0.25, mainstream_prob=0.06, resume_prob=0.3)
+                     walk_prob=0.25, mainstream_prob=0.06, resume_prob=0.3,
+                     release_burst=5.0, drift=0.5)
 PINNED_DIGEST = "78f5bb9913c530f43c9669e36dacb60b302f817f007c4a4cb6b5000d4b863a64"
 
 

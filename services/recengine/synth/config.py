@@ -101,11 +101,11 @@ class SynthConfig:
     """Probability that a session start or a next item is drawn by global popularity."""
     resume_prob: float = 0.2
     """Probability that a session continues the sequence where the user's last one ended."""
-    release_burst: float = 5.0
+    release_burst: float = 2.0
     """Extra popularity multiplier of a newly released item, decaying over ``burst_days``
     world days."""
     burst_days: float = 1.0
-    drift: float = 0.5
+    drift: float = 0.25
     """Strength of cluster-popularity oscillation and of user-taste drift (0 = none)."""
     event_type_probs: tuple[float, float, float, float] = (0.82, 0.11, 0.045, 0.025)
     """Probabilities of the deepest funnel stage of a step: view, click, cart, purchase."""
