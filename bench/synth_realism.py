@@ -8,7 +8,8 @@ simple item-kNN, recall@10. The real stream (MovieLens latest-small, ratings >= 
 share of events). On real data popularity reaches 0.03-0.08 and the kNN 2-3.7x popularity.
 Both rankers see only the order of the events, so the three clocks give the same figures.
 ``--gmf`` adds a naive pointwise GMF (weak on real data: at best popularity); ``--engine``
-runs ``recengine eval`` on each stream, whose half-lives are in seconds.
+runs ``recengine eval`` on each stream (a learner whose decays run on seconds differs
+between the clocks).
 
     python bench/synth_realism.py --events 200000 --scales seconds,minutes,days [--gmf] [--engine]
 
