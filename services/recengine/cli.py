@@ -71,13 +71,17 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from recengine.synth import SynthConfig, write_stream
+    from recengine.synth import SynthConfig, parse_time_scale, write_stream
 
     out = Path(args.out)
     if not out.parent.exists():
         raise ConfigError(f"output directory {out.parent} does not exist")
-    config = SynthConfig(events=args.events, users=args.users, items=args.items,
-                         seed=args.seed, malformed_rate=args.malformed_rate)
+    try:
+        config = SynthConfig(events=args.events, users=args.users, items=args.items,
+                             seed=args.seed, malformed_rate=args.malformed_rate,
+                             time_scale=parse_time_scale(args.time_scale))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     summary = write_stream(out, config, args.format)
     print(json.dumps({"path": str(out), **vars(summary)} if hasattr(summary, "__dict__")
                      else {"path": str(out)}, default=str))
@@ -172,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=int, default=3_000)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--malformed-rate", type=float, default=0.005)
+    p.add_argument("--time-scale", default="seconds",
+                   help="mean time between consecutive events: seconds, minutes, hours, days "
+                        "or a number of seconds (the same seed gives the same events, with "
+                        "timestamps scaled)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("eval", help="prequential evaluation of the trainer on a file")

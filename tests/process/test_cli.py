@@ -74,3 +74,20 @@ def test_a_bad_url_stops_the_command_without_showing_its_password(tmp_path: Path
     assert r.stderr.strip().splitlines() == [
         "recengine: configuration error: users URL 'mongodb://app:***@db:port/recs' is "
         "malformed: Port could not be cast to integer value as 'port'"]
+
+
+def test_generate_takes_a_time_scale(tmp_path: Path) -> None:
+    streams = {}
+    for scale in ("seconds", "days"):
+        out = tmp_path / f"{scale}.tsv"
+        r = _run("generate", "--out", str(out), "--format", "tsv", "--events", "3000",
+                 "--users", "200", "--items", "150", "--time-scale", scale)
+        assert r.returncode == 0, r.stderr
+        streams[scale] = [line.split("\t") for line in out.read_text().splitlines()]
+    fast, slow = streams["seconds"], streams["days"]
+    assert [row[:2] for row in fast] == [row[:2] for row in slow]
+    span_fast = float(fast[-1][2]) - float(fast[0][2])
+    span_slow = float(slow[-1][2]) - float(slow[0][2])
+    assert span_slow / span_fast == pytest.approx(86_400, rel=1e-3)
+    r = _run("generate", "--out", str(tmp_path / "x.tsv"), "--time-scale", "fortnights")
+    assert r.returncode == 2 and "time scale" in r.stderr
