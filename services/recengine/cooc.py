@@ -24,6 +24,42 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
+def _before(key: np.ndarray, a: int, b: int, sign: float) -> bool:
+    """Heap order: ``sign * key`` ascending, ties to the lower index (as a stable sort)."""
+    ka, kb = sign * key[a], sign * key[b]
+    return ka < kb or (ka == kb and a < b)
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(heap: np.ndarray, key: np.ndarray, size: int, at: int, sign: float) -> None:
+    while True:
+        child = 2 * at + 1
+        if child >= size:
+            return
+        if child + 1 < size and _before(key, heap[child + 1], heap[child], sign):
+            child += 1
+        if not _before(key, heap[child], heap[at], sign):
+            return
+        heap[at], heap[child] = heap[child], heap[at]
+        at = child
+
+
+@njit(cache=True, nogil=True)
+def _heapify(heap: np.ndarray, key: np.ndarray, size: int, sign: float) -> None:
+    for at in range(size // 2 - 1, -1, -1):
+        _sift_down(heap, key, size, at, sign)
+
+
+@njit(cache=True, nogil=True)
+def _pop(heap: np.ndarray, key: np.ndarray, size: int, sign: float) -> int:
+    """Drop the root; returns the new size."""
+    size -= 1
+    heap[0] = heap[size]
+    _sift_down(heap, key, size, 0, sign)
+    return size
+
+
+@njit(cache=True, nogil=True)
 def _update_rows(nb: np.ndarray, w: np.ndarray, err: np.ndarray, prev_rows: np.ndarray,
                  items: np.ndarray, ew: np.ndarray, pos_w: np.ndarray, backward: float) -> None:
     """One batch of Space-Saving per row. Event b pairs items[b] with each of its recent items
@@ -78,8 +114,8 @@ def _update_rows(nb: np.ndarray, w: np.ndarray, err: np.ndarray, prev_rows: np.n
     sums = np.empty(total, dtype=np.float64)
     new_ids = np.empty(total, dtype=np.int64)
     new_w = np.empty(total, dtype=np.float32)
-    weakest = np.empty(k, dtype=np.int64)
-    taken = np.empty(k, dtype=np.bool_)
+    slots = np.empty(k, dtype=np.int64)
+    comers = np.empty(total, dtype=np.int64)
     for t in range(n_touched):
         row = touched[t]
         m = 0
@@ -113,30 +149,28 @@ def _update_rows(nb: np.ndarray, w: np.ndarray, err: np.ndarray, prev_rows: np.n
                 fresh += 1
         if fresh == 0:
             continue
-        enter = min(fresh, k)
-        order = np.argsort(-new_w[:fresh], kind="mergesort")  # heaviest newcomers first
-        # The row's slots weakest first (ties: lower slot first), as far as needed: a
-        # selection of the first few, a sort when many newcomers compete.
-        if enter * 4 > k:
-            weakest[:] = np.argsort(w[row], kind="mergesort")
-        else:
-            taken[:] = False
-            for r in range(enter):
-                best = -1
-                for s in range(k):
-                    if not taken[s] and (best < 0 or w[row, s] < w[row, best]):
-                        best = s
-                taken[best] = True
-                weakest[r] = best
-        floor = w[row, weakest[0]]
-        for r in range(enter):
-            q = order[r]
-            slot = weakest[r]
+        # Pair the heaviest newcomer with the weakest slot, the next with the next, while the
+        # newcomer (plus the floor it may already have had) outweighs the slot: both sides
+        # come off heaps, so a row costs O(K + newcomers + replacements * log K), not two
+        # sorts (newcomers descend and slots ascend, so the first refusal ends the row).
+        for s in range(k):
+            slots[s] = s
+        _heapify(slots, w[row], k, 1.0)
+        for q in range(fresh):
+            comers[q] = q
+        _heapify(comers, new_w, fresh, -1.0)
+        floor = w[row, slots[0]]
+        n_slots, n_comers = k, fresh
+        while n_slots > 0 and n_comers > 0:
+            slot, q = slots[0], comers[0]
             cand = new_w[q] + floor
-            if cand > w[row, slot]:
-                nb[row, slot] = new_ids[q]
-                w[row, slot] = cand
-                err[row, slot] = floor
+            if not cand > w[row, slot]:
+                break
+            nb[row, slot] = new_ids[q]
+            n_slots = _pop(slots, w[row], n_slots, 1.0)
+            n_comers = _pop(comers, new_w, n_comers, -1.0)
+            w[row, slot] = cand
+            err[row, slot] = floor
 
 
 @njit(cache=True, nogil=True)
@@ -254,7 +288,7 @@ class ItemNeighbours:
             self.t_ref = t_max
         return np.exp2((ts - self.t_ref) / self.half_life)
 
-    def _count_powers(self) -> tuple[np.ndarray, np.ndarray]:
+    def count_powers(self) -> tuple[np.ndarray, np.ndarray]:
         """``n**(1 - exponent)`` and ``n**exponent`` of every item's count, computed once per
         update (the evaluation reads neighbours of thousands of rows between two updates)."""
         if self._powers is None or len(self._powers[0]) != len(self.cnt):
@@ -283,7 +317,7 @@ class ItemNeighbours:
         safe = np.where(flat >= 0, flat, 0)
         nb = self.nb[safe]
         nb_safe = np.where(nb >= 0, nb, 0)
-        row_pow, nb_pow = self._count_powers()
+        row_pow, nb_pow = self.count_powers()
         denom = row_pow[safe][:, None] * nb_pow[nb_safe]
         # Space-Saving admits a newcomer at the row's floor plus its weight, so a weight may
         # overstate its pair by the floor it entered at: read the lower bound ``w - err``.

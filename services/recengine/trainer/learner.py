@@ -24,7 +24,13 @@ from recengine.evaluation import RecallTracker, SeenItems
 from recengine.events import EventBatch, Rejected
 from recengine.model import GMF
 from recengine.popularity import ItemCounts, Popularity
-from recengine.ranking import RankingParams, blend_dense, item2item_dense, recency_weights
+from recengine.ranking import (
+    RankingParams,
+    blend_dense,
+    item2item_dense,
+    recency_weights,
+    top_rows,
+)
 from recengine.sources import Lines, decode
 from recengine.trainer.population import population_hits
 from recengine.trainer.row_decoder import RowBatch, RowDecoder
@@ -219,7 +225,8 @@ class Learner:
         s = self.settings
         n_items = len(self.items)
         users = u[ev]
-        items_t = self.model.item_vectors(n_items).T
+        items_t = self.model.item_vectors(n_items).T if any(
+            p.blend > 0 for p in self.tuner.population) else None
         pos = np.empty(len(u), dtype=np.int64)
         pos[order] = np.arange(len(u))
         sorted_items = i[order]
@@ -240,27 +247,27 @@ class Learner:
             top = self.counts.ranking(source, n_items, depth)
             pops[row, : len(top)] = top
         population = self.tuner.population
-        hits_parts: list[np.ndarray] = []
-        base_parts: list[np.ndarray] = []
-        for start in range(0, len(ev), EVAL_CHUNK):
-            stop = min(start + EVAL_CHUNK, len(ev))
-            chunk, rows = users[start:stop], prev_rows[ev[start:stop]]
-            mf = self.model.user_vectors(chunk) @ items_t
-            nb_ids, nb_w = self.neighbours.normalised(rows)
-            part = lists[start:stop]
-            lengths = np.fromiter(map(len, part), dtype=np.int64, count=len(part))
-            cols = np.fromiter(chain.from_iterable(part), dtype=np.int64, count=int(lengths.sum()))
-            in_chunk = (extra_rows >= start) & (extra_rows < stop)
-            ex_rows = np.concatenate([np.repeat(np.arange(len(part)), lengths),
-                                      extra_rows[in_chunk] - start])
-            ex_cols = np.concatenate([cols, extra_cols[in_chunk]])
-            keep = ex_cols < n_items
-            hits, base = population_hits(mf, nb_ids, nb_w, ex_rows[keep], ex_cols[keep], pops,
-                                         population, s.candidates, k, truth[start:stop])
-            hits_parts.append(hits)
-            base_parts.append(base)
-        hits = np.concatenate(hits_parts)
-        base = np.concatenate(base_parts)
+        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        cols = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(lengths.sum()))
+        ex_rows = np.concatenate([np.repeat(np.arange(len(lists)), lengths), extra_rows])
+        ex_cols = np.concatenate([cols, extra_cols])
+        keep = ex_cols < n_items
+        ex_rows, ex_cols = ex_rows[keep], ex_cols[keep]
+        mf_top = None
+        if items_t is not None:  # the model's candidates only when a ranking weighs them
+            m = min(s.candidates, n_items)
+            mf_top = np.empty((len(ev), m), dtype=np.int64)
+            mf_ok = np.empty((len(ev), m), dtype=np.bool_)
+            for start in range(0, len(ev), EVAL_CHUNK):
+                stop = min(start + EVAL_CHUNK, len(ev))
+                mf = self.model.user_vectors(users[start:stop]) @ items_t
+                here = (ex_rows >= start) & (ex_rows < stop)
+                mf[ex_rows[here] - start, ex_cols[here]] = -np.inf
+                top, vals = top_rows(mf, m)
+                mf_top[start:stop], mf_ok[start:stop] = top, np.isfinite(vals)
+        hits, base = population_hits(mf_top, mf_ok if mf_top is not None else None,
+                                     prev_rows[ev], self.neighbours, ex_rows, ex_cols, pops,
+                                     population, s.candidates, k, truth, n_items)
         self.tracker.record(hits[:, 0], base[:, 0], base[:, 1], self.events)
         self.tuner.observe(hits)
         return len(ev)
