@@ -290,7 +290,10 @@ cmd_build() {
     ensure_base_image
     local version key stamp
     version="$(project_version)"
-    key="$(inputs_digest "$target" "$tag" "$version" "$@")"
+    # --no-cache changes how the image is built, not what it is built from.
+    local arg key_args=()
+    for arg in "$@"; do [[ "$arg" == --no-cache ]] || key_args+=("$arg"); done
+    key="$(inputs_digest "$target" "$tag" "$version" "${key_args[@]}")"
     stamp="$STAMPS/$(echo "$tag" | tr '/:' '__')"
     if [[ " $* " != *" --no-cache "* && -s "$stamp" ]] \
         && [[ "$(cat "$stamp")" == "$key $(bah inspect --type image --format '{{.FromImageID}}' "$tag" 2>/dev/null)" ]]; then
