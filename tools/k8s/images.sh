@@ -152,8 +152,14 @@ ensure_base_image() {
 }
 
 storage_mb() {
-    # -x: not into the overlay mounts of running containers (they would count twice).
-    du -sxm "$STORAGE" 2>/dev/null | cut -f1
+    # -x: not into the overlay mounts of running containers (they would count twice). A file
+    # removed under du (a concurrent `buildah rm`) can make it fail: try again.
+    local mb="" i
+    for i in 1 2 3; do
+        mb="$(du -sxm "$STORAGE" 2>/dev/null | cut -f1)" || true
+        [[ -n "$mb" ]] && break
+    done
+    echo "${mb:-0}"
 }
 
 # Working containers that no caller owns: left by `buildah bud` (removed on success, not when
