@@ -36,8 +36,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from recengine.artifacts import FileArtifactStore
-from recengine.sources import FileEventSource, decode
+from recengine.backends.files import FileArtifactStore, FileEventSource
+from recengine.sources import decode
 from recengine.synth import SynthConfig, write_stream
 from recengine.versions import load_version
 
