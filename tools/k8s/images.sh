@@ -151,6 +151,22 @@ ensure_base_image() {
     bah rm "$ctr" >/dev/null
 }
 
+# Before the per-driver stores, images.sh kept one vfs store in buildah/storage, whose leftover
+# working containers the cap never removed (issue #15: 53 GB). `setup` deletes it once no
+# buildah process uses it.
+remove_legacy_store() {
+    local old="$BUILDAH_DIR/storage"
+    [[ -d "$old" && "$STORAGE" != "$old" ]] && command -v pgrep >/dev/null 2>&1 || return 0
+    if pgrep -f -- "--root $old " >/dev/null 2>&1; then
+        log "the old store $old is in use; left for the next setup"
+        return 0
+    fi
+    log "removing the old vfs store $old ($(du -sxm "$old" 2>/dev/null | cut -f1) MB)"
+    buildah --root "$old" --runroot "$BUILDAH_DIR/run" --storage-driver vfs rm --all \
+        >/dev/null 2>&1 || true
+    rm -rf "$old" "$BUILDAH_DIR/run"
+}
+
 storage_mb() {
     # -x: not into the overlay mounts of running containers (they would count twice). A file
     # removed under du (a concurrent `buildah rm`) can make it fail: try again.
@@ -417,6 +433,7 @@ case "${1:-}" in
     setup)
         ensure_tools
         ensure_base_image
+        remove_legacy_store
         echo "$BASE_IMAGE"
         ;;
     build)
