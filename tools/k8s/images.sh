@@ -5,7 +5,7 @@
 #
 #   images/debootstrap-bookworm-python3.tar   the base root filesystem (about 25 s to make)
 #   buildah/storage-<driver>                  buildah's image store, incl. the layer cache
-#   buildah/stamps-<driver>/                  inputs digest of each tag built (see `build`)
+#   buildah/storage-<driver>.stamps/          inputs digest of each tag built (see `build`)
 #   buildah/tmp                               buildah's RUN --mount=type=cache dirs (pip cache)
 #   wheels/                                   the locks' wheels, downloaded once (see below)
 #
@@ -31,8 +31,9 @@
 #
 # Disk: every build removes its working containers, also when interrupted (trap) or killed (the
 # next build removes them); containers named run-* belong to callers (`run`, the tests) and are
-# left alone. After each build, a store larger than RECENGINE_BUILDAH_MAX_GB (default 12)
-# loses its dangling images (stale layer cache), then other recengine tags, until it fits.
+# left alone. Before and after each build, a store larger than RECENGINE_BUILDAH_MAX_GB
+# (default 12; RECENGINE_BUILDAH_MAX_MB overrides) loses its dangling images (stale layer
+# cache), then other recengine tags, until it fits. Figures: images/README.md.
 #
 # The Dockerfile's default base is python:3.11-slim-bookworm; no registry is reachable here, so
 # the build passes BASE_IMAGE=<the debootstrap base> (Debian's python3 is 3.11 on bookworm).
@@ -90,8 +91,8 @@ choose_driver() {
     if [[ "$want" == auto || "$want" == fuse-overlayfs ]] && [[ -c /dev/fuse ]]; then
         if ! command -v fuse-overlayfs >/dev/null 2>&1; then
             log "native overlay mounts refused here; installing fuse-overlayfs"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-                fuse-overlayfs >&2 || true
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+                --no-install-recommends fuse-overlayfs; } >&2 || true
         fi
         if command -v fuse-overlayfs >/dev/null 2>&1 && probe_overlay fuse; then
             echo fuse-overlayfs
