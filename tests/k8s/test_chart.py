@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -370,6 +371,19 @@ def test_every_values_key_has_a_param_comment():
             missing.append(path)
     assert not missing, f"values without ## @param: {missing}"
     assert not documented - set(_value_paths(values)), "## @param for keys that do not exist"
+
+
+def test_schema_and_readme_parameters_are_generated_from_the_param_lines():
+    """values.schema.json and the README's "Parameters" tables are what readme-generator-for-helm
+    and values.schema.constraints.yaml make of values.yaml (tools/gen_chart_docs.py)."""
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_chart_docs.py"), "--check"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = (CHART / "README.md").read_text().split("\n## Parameters\n", 1)[1]
+    rows = dict(re.findall(r"^\| `([\w.-]+)` +\|.*\| `(.*)` +\|$", table, re.MULTILINE))
+    assert rows["index.startupProbe.failureThreshold"] == "120"
+    assert rows["api.resources.limits.memory"] == "512Mi"
+    assert rows["containerSecurityContext.readOnlyRootFilesystem"] == "true"
 
 
 def test_schema_declares_every_values_key_and_closes_every_section():
