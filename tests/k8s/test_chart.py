@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from recengine.serve import free_port
+
 yaml = pytest.importorskip("yaml")
 
 pytestmark = pytest.mark.chart
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "recengine"
 CRD = CHART / "crds" / "recengine.io_recengines.yaml"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
-WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}
 ROLES = ("trainer", "index", "api", "operator")
 
 
@@ -56,10 +58,11 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 
 def containers(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any], dict]]:
-    """(workload name, container, pod spec) for every container and init container."""
+    """(workload name, container, pod spec) for every container and init container, the
+    `helm test` Pod's included."""
     for doc in docs:
         if doc["kind"] in WORKLOADS:
-            spec = doc["spec"]["template"]["spec"]
+            spec = doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"]
             for c in spec.get("initContainers", []) + spec["containers"]:
                 yield doc["metadata"]["name"], c, spec
 
@@ -218,7 +221,7 @@ def test_operator_watches_its_namespace_through_its_peering(rendered):
 @pytest.mark.parametrize("typo", ["apii.replicaCount=3", "api.replicaCont=3",
                                   "index.pdb.minAvailble=1", "grafana.admin.pasword=x",
                                   "api.probes.liveness.periodSecond=5", "api.pdb.enabeld=false",
-                                  "trainer.probes.livenes.periodSeconds=5"])
+                                  "helmTest.userid=x", "trainer.probes.livenes.periodSeconds=5"])
 def test_a_misspelt_value_fails_helm_template(helm: str, typo: str):
     out = subprocess.run([helm, "template", "rel", str(CHART), "--set", typo],
                          capture_output=True, text=True, timeout=120)
@@ -395,6 +398,52 @@ def test_pod_labels_win_over_common_labels(helm: str):
     assert pods["index"]["metadata"]["labels"]["team"] == "all"
 
 
+def helm_test_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (pod,) = [d for d in docs if d["kind"] == "Pod"
+              and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    return pod
+
+
+def test_helm_test_pod_asks_the_api_service_with_the_api_image(rendered):
+    docs = rendered["default-values.yaml"]
+    pod = helm_test_pod(docs)
+    assert pod["metadata"]["name"] == "rel-recengine-test"
+    assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    (c,) = pod["spec"]["containers"]
+    api = role_container(docs, "api")
+    assert c["image"] == api["image"]
+    python, flag, script, url, user_id, timeout = c["command"]
+    assert (python, flag) == ("python", "-c")
+    assert script == (CHART / "files" / "helm-test.py").read_text()
+    assert url == "http://rel-recengine-api:8080"
+    assert (user_id, timeout) == ("helm-test", "10")
+    tuned = helm_test_pod(rendered["scheduling-values.yaml"])["spec"]["containers"][0]
+    assert tuned["command"][4:] == ["smoke-test-user", "5"]
+
+
+def test_helm_test_pod_is_rendered_only_when_enabled(helm: str):
+    docs = render(helm, "--set", "helmTest.enabled=false")
+    assert not [d for d in docs if d["kind"] == "Pod"]
+
+
+@pytest.mark.process
+def test_helm_test_script_passes_against_a_ready_api_and_fails_otherwise(rendered, services):
+    """The test Pod's own command, run against the API and index under real gunicorn."""
+    command = helm_test_pod(rendered["default-values.yaml"])["spec"]["containers"][0]["command"]
+    script = command[2]
+    ok = subprocess.run([sys.executable, "-c", script, services.api, "helm-test", "10"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "GET /readyz -> 200" in ok.stdout
+    assert "based on popular" in ok.stdout  # an unknown user gets popular items
+    refused = subprocess.run([sys.executable, "-c", script, f"http://127.0.0.1:{free_port()}",
+                              "helm-test", "2"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "FAIL GET /readyz" in refused.stderr
+
+
 def test_network_policies_open_api_close_trainer_and_limit_index(rendered):
     policies = by_kind(rendered["default-values.yaml"], "NetworkPolicy")
     api = policies["rel-recengine-api"]["spec"]
@@ -451,6 +500,7 @@ def test_notes_tell_how_to_reach_the_api_and_grafana(helm: str, tmp_path: Path):
     notes = render_notes(helm, tmp_path / "default")
     assert "port-forward svc/rel-recengine-api 8080:8080" in notes
     assert "port-forward svc/rel-recengine-grafana 3000:3000" in notes
+    assert "helm test rel --namespace recs --logs" in notes
     notes = render_notes(helm, tmp_path / "production", "-f",
                          str(CHART / "ci" / "production-values.yaml"))
     assert "https://recommend.example.com/recommend" in notes
@@ -498,6 +548,7 @@ def test_schema_and_readme_parameters_are_generated_from_the_param_lines():
     assert rows["index.probes.startup.failureThreshold"] == "120"
     assert rows["api.probes.readiness.httpGet.path"] == "/readyz"
     assert rows["api.pdb.minAvailable"] == "1"
+    assert rows["helmTest.userId"] == "helm-test"
 
 
 def test_schema_declares_every_values_key_and_closes_every_section():
