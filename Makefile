@@ -33,11 +33,13 @@ lint: venv
 	PYTHONPATH=services:operator $(BIN)/lint-imports
 
 # Installs (once, cached under ~/.cache/recengine) the real servers the tests start: Kafka,
-# FerretDB, Redis, Graphite + statsd (tools/infra/README.md), helm and kubectl, and the
-# Kubernetes control plane built from the Go module proxy (20-30 min cold, seconds warm).
+# FerretDB, Redis, Graphite + statsd (tools/infra/README.md), helm and kubectl, the chart's
+# docs generator (npm), and the Kubernetes control plane built from the Go module proxy (20-30
+# min cold, seconds warm).
 infra:
 	bash tools/infra/install.sh all
 	bash tools/k8s/install-helm.sh
+	bash tools/chart/install-readme-generator.sh
 	bash tools/k8s/images.sh setup
 	bash tools/k8s/control-plane.sh
 
@@ -46,6 +48,7 @@ test: venv lint infra
 
 chart: venv
 	bash tools/k8s/install-helm.sh
+	bash tools/chart/install-readme-generator.sh
 	$(BIN)/python -m pytest -m chart tests/k8s $(PYTEST_ARGS)
 
 images: venv

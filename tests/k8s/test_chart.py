@@ -11,11 +11,14 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from recengine.serve import free_port
 
 yaml = pytest.importorskip("yaml")
 
@@ -25,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "recengine"
 CRD = CHART / "crds" / "recengine.io_recengines.yaml"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
-WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}
+ROLES = ("trainer", "index", "api", "operator")
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +58,11 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 
 def containers(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any], dict]]:
-    """(workload name, container, pod spec) for every container and init container."""
+    """(workload name, container, pod spec) for every container and init container, the
+    `helm test` Pod's included."""
     for doc in docs:
         if doc["kind"] in WORKLOADS:
-            spec = doc["spec"]["template"]["spec"]
+            spec = doc["spec"] if doc["kind"] == "Pod" else doc["spec"]["template"]["spec"]
             for c in spec.get("initContainers", []) + spec["containers"]:
                 yield doc["metadata"]["name"], c, spec
 
@@ -68,7 +73,7 @@ def component(doc: dict[str, Any]) -> str:
 
 def test_ci_scenarios_cover_what_the_chart_promises():
     assert {"default-values.yaml", "production-values.yaml", "minimal-values.yaml",
-            "recengine-values.yaml"} <= set(SCENARIOS)
+            "recengine-values.yaml", "scheduling-values.yaml"} <= set(SCENARIOS)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
@@ -214,7 +219,9 @@ def test_operator_watches_its_namespace_through_its_peering(rendered):
 
 
 @pytest.mark.parametrize("typo", ["apii.replicaCount=3", "api.replicaCont=3",
-                                  "index.pdb.minAvailble=1", "grafana.admin.pasword=x"])
+                                  "index.pdb.minAvailble=1", "grafana.admin.pasword=x",
+                                  "api.probes.liveness.periodSecond=5", "api.pdb.enabeld=false",
+                                  "helmTest.userid=x", "trainer.probes.livenes.periodSeconds=5"])
 def test_a_misspelt_value_fails_helm_template(helm: str, typo: str):
     out = subprocess.run([helm, "template", "rel", str(CHART), "--set", typo],
                          capture_output=True, text=True, timeout=120)
@@ -225,7 +232,13 @@ def test_a_misspelt_value_fails_helm_template(helm: str, typo: str):
 @pytest.mark.parametrize("bad", ["recengine.embedding.policy=Newest",
                                  "containerSecurityContext.readOnlyRootFilesystem=false",
                                  "api.autoscaling.targetCPUUtilizationPercentage=0",
-                                 "backends.cacheUrl=memcached://x"])
+                                 "backends.cacheUrl=memcached://x",
+                                 "index.probes.readiness.periodSeconds=0",
+                                 "api.probes.startup.httpGet.path=healthz",
+                                 "api.pdb.maxUnavailable=-1",
+                                 "trainer.priorityClassName=Not_A_Name",
+                                 "index.podLabels.app\\.kubernetes\\.io/component=other",
+                                 "index.topologySpreadConstraints[0].maxSkew=1"])
 def test_a_value_of_the_wrong_kind_fails_helm_template(helm: str, bad: str):
     out = subprocess.run([helm, "template", "rel", str(CHART), "--set", bad],
                          capture_output=True, text=True, timeout=120)
@@ -278,6 +291,157 @@ def test_index_pdb_uses_min_available_or_max_unavailable(rendered):
     production = by_kind(rendered["production-values.yaml"], "PodDisruptionBudget")
     assert production["rel-recengine-index"]["spec"] == {
         "maxUnavailable": 1, "selector": default["rel-recengine-index"]["spec"]["selector"]}
+
+
+def test_api_pdb_uses_min_available_or_max_unavailable(rendered):
+    default = by_kind(rendered["default-values.yaml"], "PodDisruptionBudget")["rel-recengine-api"]
+    assert default["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {
+        "app.kubernetes.io/name": "recengine", "app.kubernetes.io/instance": "rel",
+        "app.kubernetes.io/component": "api"}}}
+    scheduled = by_kind(rendered["scheduling-values.yaml"], "PodDisruptionBudget")
+    assert scheduled["rel-recengine-api"]["spec"]["maxUnavailable"] == "25%"
+    assert "minAvailable" not in scheduled["rel-recengine-api"]["spec"]
+    # One API pod and a budget of one would block every node drain: the minimal scenario has none.
+    assert not by_kind(rendered["minimal-values.yaml"], "PodDisruptionBudget")
+
+
+def role_pods(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    deployments = by_kind(docs, "Deployment")
+    return {role: deployments[f"rel-recengine-{role}"]["spec"]["template"] for role in ROLES}
+
+
+def role_container(docs: list[dict[str, Any]], role: str) -> dict[str, Any]:
+    (c,) = [c for c in role_pods(docs)[role]["spec"]["containers"] if c["name"] == role]
+    return c
+
+
+def test_probes_come_from_each_roles_values(rendered):
+    docs = rendered["default-values.yaml"]
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for role in ROLES:
+        c = role_container(docs, role)
+        for kind in ("startup", "readiness", "liveness"):
+            assert c.get(f"{kind}Probe") == values[role]["probes"].get(kind), (role, kind)
+    # The defaults are what the templates had fixed before the probes became values.
+    api = role_container(docs, "api")
+    assert api["startupProbe"] == {"httpGet": {"path": "/healthz", "port": "http"},
+                                   "periodSeconds": 2, "failureThreshold": 30,
+                                   "timeoutSeconds": 2}
+    index = role_container(docs, "index")
+    assert (index["startupProbe"]["periodSeconds"],
+            index["startupProbe"]["failureThreshold"]) == (5, 120)
+    assert index["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    operator = role_container(docs, "operator")
+    assert operator["livenessProbe"]["initialDelaySeconds"] == 10
+    assert not {"startupProbe", "readinessProbe"} & set(operator)
+    assert not {"startupProbe", "readinessProbe", "livenessProbe"} & set(
+        role_container(docs, "trainer"))
+    # A scenario changes timings and keeps the handler.
+    tuned = rendered["scheduling-values.yaml"]
+    startup = role_container(tuned, "index")["startupProbe"]
+    assert (startup["periodSeconds"], startup["failureThreshold"]) == (10, 360)
+    assert startup["httpGet"] == {"path": "/healthz", "port": "http"}
+    liveness = role_container(tuned, "api")["livenessProbe"]
+    assert (liveness["periodSeconds"], liveness["timeoutSeconds"]) == (15, 5)
+
+
+def test_a_probe_can_be_dropped_swapped_or_added(helm: str):
+    docs = render(helm, "--set", "api.probes.liveness=null",
+                  "--set", "index.probes.liveness.httpGet=null",
+                  "--set", "index.probes.liveness.tcpSocket.port=http",
+                  "--set-json", 'trainer.probes.liveness={"exec": {"command": ["true"]}, '
+                                '"periodSeconds": 30}')
+    assert "livenessProbe" not in role_container(docs, "api")
+    assert role_container(docs, "index")["livenessProbe"] == {
+        "tcpSocket": {"port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3,
+        "failureThreshold": 3}
+    assert role_container(docs, "trainer")["livenessProbe"] == {
+        "exec": {"command": ["true"]}, "periodSeconds": 30}
+    # Two handlers in one probe are refused before anything reaches the API server.
+    out = subprocess.run([helm, "template", "rel", str(CHART), "--set",
+                          "index.probes.liveness.tcpSocket.port=http"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "index.probes.liveness" in out.stderr
+
+
+def test_pod_labels_priority_and_topology_spread_per_role(rendered):
+    for role, pod in role_pods(rendered["default-values.yaml"]).items():
+        assert not {"priorityClassName", "topologySpreadConstraints"} & set(pod["spec"]), role
+        assert "team" not in pod["metadata"]["labels"]
+    pods = role_pods(rendered["scheduling-values.yaml"])
+    deployments = by_kind(rendered["scheduling-values.yaml"], "Deployment")
+    for role, pod in pods.items():
+        selector = deployments[f"rel-recengine-{role}"]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod["metadata"]["labels"].items(), role
+    assert pods["index"]["metadata"]["labels"]["team"] == "recommendations"
+    assert pods["operator"]["metadata"]["labels"]["team"] == "platform"
+    assert pods["index"]["spec"]["priorityClassName"] == "recengine-serving"
+    assert pods["trainer"]["spec"]["priorityClassName"] == "recengine-batch"
+    assert "priorityClassName" not in pods["operator"]["spec"]
+    (index_spread,) = pods["index"]["spec"]["topologySpreadConstraints"]
+    # Without a labelSelector the constraint spreads the role's own pods...
+    assert index_spread == {
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+        "labelSelector": {"matchLabels": deployments["rel-recengine-index"]["spec"]["selector"]
+                          ["matchLabels"]}}
+    # ...and one with a labelSelector keeps it.
+    (api_spread,) = pods["api"]["spec"]["topologySpreadConstraints"]
+    assert api_spread["labelSelector"] == {"matchLabels": {"app.kubernetes.io/component": "api"}}
+
+
+def test_pod_labels_win_over_common_labels(helm: str):
+    docs = render(helm, "--set", "commonLabels.team=all", "--set", "api.podLabels.team=api")
+    pods = role_pods(docs)
+    assert pods["api"]["metadata"]["labels"]["team"] == "api"
+    assert pods["index"]["metadata"]["labels"]["team"] == "all"
+
+
+def helm_test_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (pod,) = [d for d in docs if d["kind"] == "Pod"
+              and d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    return pod
+
+
+def test_helm_test_pod_asks_the_api_service_with_the_api_image(rendered):
+    docs = rendered["default-values.yaml"]
+    pod = helm_test_pod(docs)
+    assert pod["metadata"]["name"] == "rel-recengine-test"
+    assert pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    (c,) = pod["spec"]["containers"]
+    api = role_container(docs, "api")
+    assert c["image"] == api["image"]
+    python, flag, script, url, user_id, timeout = c["command"]
+    assert (python, flag) == ("python", "-c")
+    assert script == (CHART / "files" / "helm-test.py").read_text()
+    assert url == "http://rel-recengine-api:8080"
+    assert (user_id, timeout) == ("helm-test", "10")
+    tuned = helm_test_pod(rendered["scheduling-values.yaml"])["spec"]["containers"][0]
+    assert tuned["command"][4:] == ["smoke-test-user", "5"]
+
+
+def test_helm_test_pod_is_rendered_only_when_enabled(helm: str):
+    docs = render(helm, "--set", "helmTest.enabled=false")
+    assert not [d for d in docs if d["kind"] == "Pod"]
+
+
+@pytest.mark.process
+def test_helm_test_script_passes_against_a_ready_api_and_fails_otherwise(rendered, services):
+    """The test Pod's own command, run against the API and index under real gunicorn."""
+    command = helm_test_pod(rendered["default-values.yaml"])["spec"]["containers"][0]["command"]
+    script = command[2]
+    ok = subprocess.run([sys.executable, "-c", script, services.api, "helm-test", "10"],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "GET /readyz -> 200" in ok.stdout
+    assert "based on popular" in ok.stdout  # an unknown user gets popular items
+    refused = subprocess.run([sys.executable, "-c", script, f"http://127.0.0.1:{free_port()}",
+                              "helm-test", "2"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0
+    assert "FAIL GET /readyz" in refused.stderr
 
 
 def test_network_policies_open_api_close_trainer_and_limit_index(rendered):
@@ -336,6 +500,7 @@ def test_notes_tell_how_to_reach_the_api_and_grafana(helm: str, tmp_path: Path):
     notes = render_notes(helm, tmp_path / "default")
     assert "port-forward svc/rel-recengine-api 8080:8080" in notes
     assert "port-forward svc/rel-recengine-grafana 3000:3000" in notes
+    assert "helm test rel --namespace recs --logs" in notes
     notes = render_notes(helm, tmp_path / "production", "-f",
                          str(CHART / "ci" / "production-values.yaml"))
     assert "https://recommend.example.com/recommend" in notes
@@ -370,6 +535,20 @@ def test_every_values_key_has_a_param_comment():
             missing.append(path)
     assert not missing, f"values without ## @param: {missing}"
     assert not documented - set(_value_paths(values)), "## @param for keys that do not exist"
+
+
+def test_schema_and_readme_parameters_are_generated_from_the_param_lines():
+    """values.schema.json and the README's "Parameters" tables are what readme-generator-for-helm
+    and values.schema.constraints.yaml make of values.yaml (tools/gen_chart_docs.py)."""
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_chart_docs.py"), "--check"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    table = (CHART / "README.md").read_text().split("\n## Parameters\n", 1)[1]
+    rows = dict(re.findall(r"^\| `([\w.-]+)` +\|.*\| `(.*)` +\|$", table, re.MULTILINE))
+    assert rows["index.probes.startup.failureThreshold"] == "120"
+    assert rows["api.probes.readiness.httpGet.path"] == "/readyz"
+    assert rows["api.pdb.minAvailable"] == "1"
+    assert rows["helmTest.userId"] == "helm-test"
 
 
 def test_schema_declares_every_values_key_and_closes_every_section():

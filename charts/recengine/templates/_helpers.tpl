@@ -229,3 +229,81 @@ live annotation rather than resetting a rolled-out version to the chart's defaul
 {{- end -}}
 {{- $version -}}
 {{- end -}}
+
+{{/*
+Labels of a role's pods: the chart's, plus the role's podLabels, which win over commonLabels.
+The schema keeps podLabels off the chart's own label keys, so the selector always matches.
+(dict "ctx" $ "component" "api" "values" .Values.api)
+*/}}
+{{- define "recengine.podLabels" -}}
+{{- $labels := include "recengine.labels" (dict "ctx" .ctx "component" .component) | fromYaml -}}
+{{- toYaml (merge (deepCopy (.values.podLabels | default dict)) $labels) -}}
+{{- end -}}
+
+{{/* A container's probes, by kind, from its role's values.probes (a kind set to null: none). */}}
+{{- define "recengine.probes" -}}
+{{- range $kind := list "startup" "readiness" "liveness" }}
+{{- with get $ $kind }}
+{{ $kind }}Probe:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Where a role's pods run: priority class, node selector, tolerations, affinity and topology
+spread constraints; a constraint without labelSelector spreads the role's own pods.
+(dict "ctx" $ "component" "api" "values" .Values.api)
+*/}}
+{{- define "recengine.podScheduling" -}}
+{{- $v := .values -}}
+{{- $selector := include "recengine.selectorLabels" (dict "ctx" .ctx "component" .component) | fromYaml -}}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range $constraint := . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $constraint = merge (dict "labelSelector" (dict "matchLabels" $selector)) $constraint }}
+{{- end }}
+  - {{ toYaml $constraint | nindent 4 | trim }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A role's PodDisruptionBudget from its values.pdb: maxUnavailable when set, else minAvailable.
+(dict "ctx" $ "component" "api" "pdb" .Values.api.pdb)
+*/}}
+{{- define "recengine.pdb" -}}
+{{- if .pdb.enabled }}
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "recengine.componentName" (dict "ctx" .ctx "component" .component) }}
+  labels:
+    {{- include "recengine.labels" (dict "ctx" .ctx "component" .component) | nindent 4 }}
+spec:
+  {{- if not (eq (toString .pdb.maxUnavailable) "") }}
+  maxUnavailable: {{ .pdb.maxUnavailable }}
+  {{- else }}
+  minAvailable: {{ .pdb.minAvailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "recengine.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end }}
+{{- end -}}
