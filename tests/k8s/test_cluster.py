@@ -4,6 +4,7 @@ scheduler, kwok playing the kubelet): install, roll versions, roll back, pin, ga
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -274,7 +275,8 @@ def test_two_peered_operators_never_act_at_once(cluster, tmp_path) -> None:
         wait_for(lambda: status(cluster, ns).get("currentVersion") == 2, "version 2", 120)
         events = json.loads(cluster.kubectl("get", "events", "-n", ns, "-o", "json"))["items"]
         started = [e for e in events if e["involvedObject"]["kind"] == "RecEngine"
-                   and "2" in e.get("message", "") and e.get("reason") == "RollingOut"]
+                   and re.search(r"\bversion 2\b", e.get("message", ""))
+                   and e.get("reason") == "RollingOut"]
         assert sum(e.get("count", 1) for e in started) == 1, started
         high.kill()  # the acting replica dies: the other one takes over
         publish(store, 0.22)
