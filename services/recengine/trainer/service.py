@@ -228,9 +228,8 @@ class Trainer:
         self.metrics.gauge("ranking_recency_decay", current.recency_decay)
         self.metrics.gauge("ranking_recent_used", current.recent_used)
         self.metrics.gauge("ranking_switches", len(tuner.switches))
-        for slot in range(len(tuner.population)):
-            if tuner.compared[slot]:
-                self.metrics.gauge(f"tuning_recall_{slot}", tuner.recall(slot))
+        for slot in range(len(tuner.population)):  # 0 until a ranking has been compared
+            self.metrics.gauge(f"tuning_recall_{slot}", tuner.recall(slot))
         self.metrics.gauge("users", len(lr.users))
         self.metrics.gauge("items", len(lr.items))
         self.metrics.gauge("sketch_size", len(lr.popularity.overall))
