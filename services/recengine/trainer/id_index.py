@@ -1,6 +1,6 @@
 """Byte-string ids -> vocabulary rows, readable from compiled code.
 
-The trainer's event scanner (:mod:`recengine.trainer.row_decoder`) resolves ids while it parses
+The trainer's event scanner (:mod:`recengine.trainer.json_scanner`) resolves ids while it parses
 a line, without making a Python string per id. :class:`IdIndex` mirrors a
 :class:`~recengine.vocab.Vocabulary` as an open-addressing hash table over the ids' UTF-8
 bytes (FNV-1a hashes, linear probing, at most half full) whose arrays the compiled code reads.

@@ -3,9 +3,9 @@
 Parsing lines into Python objects and mapping their id strings to rows (a struct per line,
 two id strings, their dictionary lookups, the column passes) was a third of the trainer's time
 at a few hundred thousand events a second. :class:`RowDecoder` scans the bytes of a polled
-batch instead (numba) and produces what the learner consumes, a :class:`RowBatch` of user
-rows, item rows, weights and times, with the same events, values, reasons and item
-descriptions as the exact parser.
+batch instead (:func:`recengine.trainer.json_scanner.scan`, compiled with numba) and produces
+what the learner consumes, a :class:`RowBatch` of user rows, item rows, weights and times,
+with the same events, values, reasons and item descriptions as the exact parser.
 
 **The scanner accepts only what it can decide exactly** and leaves every other line to
 :func:`recengine.events.parse_json` (the exact parser, which gives the reject reason or
@@ -44,19 +44,29 @@ from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
-from numba import njit
 
-from recengine.events import (
-    MAX_ID_LENGTH,
-    MAX_TS,
-    MAX_TYPE_LENGTH,
-    EventError,
-    Rejected,
-    description,
-    parse_json,
-)
+from recengine.events import EventError, Rejected, description, parse_json
 from recengine.sources import Lines
-from recengine.trainer.id_index import IdIndex, equal_bytes, fnv1a, probe
+from recengine.trainer.id_index import IdIndex
+from recengine.trainer.json_scanner import (
+    CAT,
+    FAST,
+    ITEM,
+    KIND,
+    META,
+    NEW,
+    NEW_ID,
+    NONE,
+    REJECTED,
+    SLOW,
+    UNKNOWN,
+    USER,
+    KnownDescriptions,
+    Lookups,
+    NewIds,
+    Scanned,
+    scan,
+)
 from recengine.vocab import Vocabulary
 
 
@@ -74,299 +84,6 @@ class RowBatch:
 
     def __len__(self) -> int:
         return len(self.users)
-
-
-_KEYS = (b"user_id", b"item_id", b"event", b"ts", b"category", b"metadata")
-_NAMES = np.frombuffer(b"".join(_KEYS), dtype=np.uint8)
-_NAME_OFFSETS = np.cumsum([0, *map(len, _KEYS)]).astype(np.int64)
-_POW10 = np.array([10.0 ** e for e in range(23)])  # all exact doubles
-_MAX_MANTISSA = 2 ** 53
-
-# Columns of the scanner's ``spans`` output: [start, stop) byte ranges in the joined buffer.
-_USER, _ITEM, _KIND, _CAT, _META = 0, 2, 4, 6, 8
-# ``status``: the scanner took the line / the exact parser decides it / rejected.
-_FAST, _SLOW, _REJECTED = 0, 1, 2
-# ``desc``: the line describes nothing / the same bytes as its item's last description / new.
-_NONE, _SAME, _NEW = 0, 1, 2
-
-
-@njit(inline="always")
-def _ws(buf: np.ndarray, p: int, end: int) -> int:
-    while p < end and (buf[p] == 32 or buf[p] == 9 or buf[p] == 10 or buf[p] == 13):
-        p += 1
-    return p
-
-
-@njit(inline="always")
-def _plain_string_end(buf: np.ndarray, p: int, end: int) -> int:
-    """From just after an opening quote, the index of the closing quote; -1 when the string
-    holds an escape, a control byte or a non-ASCII byte (the exact parser decides those)."""
-    while p < end:
-        c = buf[p]
-        if c == 34:
-            return p
-        if c == 92 or c < 32 or c >= 128:
-            return -1
-        p += 1
-    return -1
-
-
-@njit(inline="always")
-def _trimmed(buf: np.ndarray, a: int, b: int, longest: int) -> bool:
-    """A string that ``str.strip`` leaves as it is, not empty and at most ``longest`` long."""
-    return b > a and b - a <= longest and buf[a] != 32 and buf[b - 1] != 32
-
-
-@njit(inline="always")
-def _key(buf: np.ndarray, a: int, b: int, names: np.ndarray, offsets: np.ndarray) -> int:
-    """The index of the key ``buf[a:b]`` in ``_KEYS``, or -1. The event's keys differ in
-    length or first byte, so one candidate is compared."""
-    n = b - a
-    if n == 0:
-        return -1
-    first = buf[a]
-    k = -1
-    for c in range(len(offsets) - 1):
-        if offsets[c + 1] - offsets[c] == n and names[offsets[c]] == first:
-            k = c
-            break
-    if k < 0:
-        return -1
-    s = offsets[k]
-    j = 1
-    while j < n and buf[a + j] == names[s + j]:
-        j += 1
-    return k if j == n else -1
-
-
-@njit(inline="always")
-def _object_end(buf: np.ndarray, p: int, end: int) -> int:
-    """From an opening brace, the index after its matching brace (strings and escapes
-    respected), or -1 (also when a bracket closes it). It does not validate what is inside:
-    a new description is decoded (and so validated) before it is used, and a repeated one was
-    validated when it was new."""
-    depth = 0
-    while p < end:
-        c = buf[p]
-        if c == 34:
-            p += 1
-            while p < end and buf[p] != 34:
-                if buf[p] == 92:
-                    p += 1
-                p += 1
-            if p >= end:
-                return -1
-        elif c == 123 or c == 91:
-            depth += 1
-        elif c == 125 or c == 93:
-            depth -= 1
-            if depth == 0:
-                return p + 1 if c == 125 else -1
-        p += 1
-    return -1
-
-
-@njit(inline="always")
-def _is_null(buf: np.ndarray, p: int, end: int) -> bool:
-    return (p + 4 <= end and buf[p] == 110 and buf[p + 1] == 117 and buf[p + 2] == 108
-            and buf[p + 3] == 108)
-
-
-@njit(inline="always")
-def _same_bytes(buf: np.ndarray, a: int, b: int, stored: int, arena: np.ndarray,
-                at: int) -> bool:
-    """``buf[a:b]`` (a < 0: absent) equals the stored part of length ``stored`` (-1: absent)
-    at ``arena[at:]``."""
-    if a < 0 or stored < 0:
-        return a < 0 and stored < 0
-    return b - a == stored and equal_bytes(buf, a, arena, at, stored)
-
-
-# ``_nrt=False``: the scanner allocates nothing, and without the runtime numba emits no
-# reference counting for the arrays its inlined helpers take; with it, the increments and
-# decrements left in the branches made the scan 2.5x slower (numba issue #2350).
-@njit(cache=True, nogil=True, _nrt=False)
-def _scan(buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, names: np.ndarray,
-          name_offsets: np.ndarray, pow10: np.ndarray,
-          users: tuple, items: tuple, kinds: tuple,
-          d_at: np.ndarray, d_cat: np.ndarray, d_meta: np.ndarray, d_arena: np.ndarray,
-          new_tables: np.ndarray, new_hashes: np.ndarray, new_starts: np.ndarray,
-          new_ends: np.ndarray, new_counts: np.ndarray, status: np.ndarray, rows: np.ndarray,
-          spans: np.ndarray, ts: np.ndarray, desc: np.ndarray) -> None:
-    """Parse each line ``buf[starts[n]:ends[n]]`` (see the module docstring for what is
-    taken). Per line: ``status``; ``rows`` (user, item, event type: the vocabulary's row
-    from ``users``, ``items``, ``kinds`` (:attr:`IdIndex.arrays`); -1 when not found, and for
-    a user or item, ``-2 - m`` instead, where m numbers the ids new in this batch in order
-    of first appearance, so each new id needs one string and one vocabulary insert however
-    often it recurs); ``spans`` of the id, type, category and metadata bytes (-1: absent);
-    ``ts``; and whether it describes its item with bytes that differ from the stored ones.
-    ``new_*`` is the scratch of the new-id tables (row 0 users, row 1 items);
-    ``new_counts`` receives how many new ids each has."""
-    new_counts[0] = new_counts[1] = 0
-    for n in range(len(starts)):
-        end = ends[n]
-        status[n] = _SLOW
-        rows[n, 0] = rows[n, 1] = rows[n, 2] = -1
-        desc[n] = _NONE
-        for c in range(10):
-            spans[n, c] = -1
-        p = _ws(buf, starts[n], end)
-        if p >= end or buf[p] != 123:
-            continue
-        p = _ws(buf, p + 1, end)
-        seen = 0
-        value = 0.0
-        ok = False
-        while p < end and buf[p] == 34:
-            q = _plain_string_end(buf, p + 1, end)
-            if q < 0:
-                break
-            k = _key(buf, p + 1, q, names, name_offsets)
-            if k < 0 or (seen >> k) & 1:
-                break  # an unknown or repeated key
-            seen |= 1 << k
-            p = _ws(buf, q + 1, end)
-            if p >= end or buf[p] != 58:
-                break
-            p = _ws(buf, p + 1, end)
-            if p >= end:
-                break
-            c = buf[p]
-            if k <= 1:  # user_id, item_id
-                if c == 34:
-                    q = _plain_string_end(buf, p + 1, end)
-                    if q < 0 or not _trimmed(buf, p + 1, q, MAX_ID_LENGTH):
-                        break
-                    spans[n, 2 * k] = p + 1  # _USER or _ITEM
-                    spans[n, 2 * k + 1] = q
-                    p = q + 1
-                elif 48 <= c <= 57:
-                    q = p
-                    while q < end and 48 <= buf[q] <= 57:
-                        q += 1
-                    if (c == 48 and q - p > 1) or q - p > MAX_ID_LENGTH:
-                        break
-                    if q < end and (buf[q] == 46 or buf[q] == 101 or buf[q] == 69):
-                        break  # a float id: the exact parser rejects it
-                    spans[n, 2 * k] = p
-                    spans[n, 2 * k + 1] = q
-                    p = q
-                else:
-                    break
-            elif k == 2:  # event
-                if c != 34:
-                    break
-                q = _plain_string_end(buf, p + 1, end)
-                if q < 0 or not _trimmed(buf, p + 1, q, MAX_TYPE_LENGTH):
-                    break
-                spans[n, _KIND] = p + 1
-                spans[n, _KIND + 1] = q
-                p = q + 1
-            elif k == 3:  # ts
-                if not 48 <= c <= 57:
-                    break
-                mantissa = 0
-                digits = 0
-                decimals = 0
-                q = p
-                while q < end and 48 <= buf[q] <= 57:
-                    mantissa = mantissa * 10 + (buf[q] - 48)
-                    digits += 1
-                    q += 1
-                if c == 48 and digits > 1:
-                    break  # a leading zero is not JSON
-                if q < end and buf[q] == 46:
-                    q += 1
-                    while q < end and 48 <= buf[q] <= 57:
-                        mantissa = mantissa * 10 + (buf[q] - 48)
-                        digits += 1
-                        decimals += 1
-                        q += 1
-                    if decimals == 0:
-                        break
-                if q < end and (buf[q] == 101 or buf[q] == 69):
-                    break
-                if digits > 18 or mantissa >= _MAX_MANTISSA or decimals > 22:
-                    break
-                value = float(mantissa)
-                if decimals:
-                    value = value / pow10[decimals]
-                if value > 1e11:  # milliseconds by mistake, as parse_ts
-                    value = value / 1000.0
-                if value > MAX_TS:
-                    break
-                p = q
-            elif k == 4:  # category
-                if c == 34:
-                    q = _plain_string_end(buf, p + 1, end)
-                    if q < 0 or q - p - 1 > MAX_ID_LENGTH:
-                        break
-                    if q > p + 1:  # "" describes nothing
-                        spans[n, _CAT] = p + 1
-                        spans[n, _CAT + 1] = q
-                    p = q + 1
-                elif _is_null(buf, p, end):
-                    p += 4
-                else:
-                    break
-            else:  # metadata
-                if c == 123:
-                    q = _object_end(buf, p, end)
-                    if q < 0:
-                        break
-                    if _ws(buf, p + 1, q) < q - 1:  # {} describes nothing
-                        spans[n, _META] = p
-                        spans[n, _META + 1] = q
-                    p = q
-                elif _is_null(buf, p, end):
-                    p += 4
-                else:
-                    break
-            p = _ws(buf, p, end)
-            if p < end and buf[p] == 44:
-                p = _ws(buf, p + 1, end)
-                continue
-            if p < end and buf[p] == 125 and _ws(buf, p + 1, end) == end:
-                ok = True
-            break
-        if not ok or (seen & 0b1011) != 0b1011:  # user_id, item_id and ts are required
-            continue
-        status[n] = _FAST
-        ts[n] = value
-        for w in range(2):  # the user, then the item
-            a, b = spans[n, 2 * w], spans[n, 2 * w + 1]
-            h = fnv1a(buf, a, b)
-            ix = users if w == 0 else items
-            row = ix[0][probe(buf, a, b, h, ix[0], ix[1], ix[2], ix[3], ix[4])]
-            if row < 0:
-                table = new_tables[w]
-                slot = probe(buf, a, b, h, table, new_hashes[w], buf, new_starts[w],
-                             new_ends[w])
-                m = table[slot]
-                if m < 0:
-                    m = table[slot] = new_counts[w]
-                    new_hashes[w, m], new_starts[w, m], new_ends[w, m] = h, a, b
-                    new_counts[w] = m + 1
-                row = -2 - m
-            rows[n, w] = row
-        item = rows[n, 1]
-        if spans[n, _KIND] < 0:
-            rows[n, 2] = 0  # "view", the first type the decoder knows
-        else:
-            a, b = spans[n, _KIND], spans[n, _KIND + 1]
-            h = fnv1a(buf, a, b)
-            rows[n, 2] = kinds[0][probe(buf, a, b, h, kinds[0], kinds[1], kinds[2], kinds[3],
-                                        kinds[4])]
-        if spans[n, _CAT] < 0 and spans[n, _META] < 0:
-            continue
-        desc[n] = _NEW
-        if item >= 0 and d_at[item] >= 0:
-            at = d_at[item]
-            cat = d_cat[item]
-            if (_same_bytes(buf, spans[n, _CAT], spans[n, _CAT + 1], cat, d_arena, at)
-                    and _same_bytes(buf, spans[n, _META], spans[n, _META + 1], d_meta[item],
-                                    d_arena, at + max(cat, 0))):
-                desc[n] = _SAME
 
 
 class _Descriptions:
@@ -438,16 +155,16 @@ _METADATA = msgspec.json.Decoder(dict)
 def _resolve(vocab: Vocabulary, rows: np.ndarray, status: np.ndarray, spans: np.ndarray,
              col: int, data: bytes, events: dict, attr: str) -> np.ndarray:
     """Vocabulary rows for a column of the scanner's ``rows``. Ids new to the vocabulary
-    (``-2 - m``) need one key each, taken from their first line; an unresolved id (-1: a type
-    the scanner does not know, or a line the exact parser took) needs one per line. The keys
-    go to the vocabulary in line order, so new rows follow first appearance exactly as on the
-    string path."""
-    new = (rows <= -2) & (status == _FAST)
+    (``NEW_ID - m``) need one key each, taken from their first line; an unresolved id
+    (``UNKNOWN``: a type the scanner does not know, or a line the exact parser took) needs one
+    per line. The keys go to the vocabulary in line order, so new rows follow first
+    appearance exactly as on the string path."""
+    new = (rows <= NEW_ID) & (status == FAST)
     lines = np.flatnonzero(new)
-    numbers = -2 - rows[lines]
+    numbers = NEW_ID - rows[lines]
     uniq, first = np.unique(numbers, return_index=True)
     keyed = lines[first]  # the first line of each new id
-    unresolved = np.flatnonzero((rows == -1) & (status != _REJECTED))
+    unresolved = np.flatnonzero((rows == UNKNOWN) & (status != REJECTED))
     if len(unresolved):
         keyed = np.concatenate([keyed, unresolved])
     out = rows.copy()
@@ -510,53 +227,43 @@ class RowDecoder:
         u_ix, i_ix, k_ix = self._indexes
         d = self._desc
         d.ensure(len(self.items))
-        status = np.empty(n, dtype=np.int8)
-        rows = np.empty((n, 3), dtype=np.int64)
-        spans = np.empty((n, 10), dtype=np.int64)
-        ts = np.empty(n, dtype=np.float64)
-        desc = np.empty(n, dtype=np.int8)
-        new_tables = np.full((2, 1 << (2 * n).bit_length()), -1, dtype=np.int64)
-        new_hashes = np.empty((2, n), dtype=np.uint64)
-        new_starts = np.empty((2, n), dtype=np.int64)
-        new_ends = np.empty((2, n), dtype=np.int64)
-        new_counts = np.zeros(2, dtype=np.int64)
-        _scan(buf, starts, ends, _NAMES, _NAME_OFFSETS, _POW10,
-              u_ix.arrays, i_ix.arrays, k_ix.arrays, d.at, d.cat, d.meta, d.arena,
-              new_tables, new_hashes, new_starts, new_ends, new_counts,
-              status, rows, spans, ts, desc)
+        out = Scanned.for_lines(n)
+        scan(buf, starts, ends, Lookups(u_ix.arrays, i_ix.arrays, k_ix.arrays),
+             KnownDescriptions(d.at, d.cat, d.meta, d.arena), NewIds.for_lines(n), out)
+        status, rows, spans, ts, desc = out
 
         # New descriptions: decode them (which validates the metadata object).
         docs: dict[int, dict] = {}
-        for r in np.flatnonzero(desc == _NEW).tolist():
-            ca, cb, ma, mb = spans[r, _CAT:_META + 2].tolist()
+        for r in np.flatnonzero(desc == NEW).tolist():
+            ca, cb, ma, mb = spans[r, CAT:META + 2].tolist()
             try:
                 meta = _METADATA.decode(data[ma:mb]) if ma >= 0 else None
             except msgspec.DecodeError:
-                status[r], desc[r] = _SLOW, _NONE
-                rows[r] = -1
+                status[r], desc[r] = SLOW, NONE
+                rows[r] = UNKNOWN
                 continue
             docs[r] = description(data[ca:cb].decode() if ca >= 0 else None, meta)
 
         # Lines the scanner did not take: the exact parser decides them.
         rejected: list[Rejected] = []
         events = {}
-        for r in np.flatnonzero(status == _SLOW).tolist():
+        for r in np.flatnonzero(status == SLOW).tolist():
             try:
                 e = events[r] = parse_json(raws[r])
             except EventError as exc:
                 rejected.append(Rejected(raws[r], str(exc), r))
-                status[r] = _REJECTED
+                status[r] = REJECTED
                 continue
             ts[r] = e.ts
             doc = description(e.category, e.metadata)
             if doc is not None:
-                desc[r] = _NEW
+                desc[r] = NEW
                 docs[r] = doc
 
-        users = _resolve(self.users, rows[:, 0], status, spans, _USER, data, events, "user_id")
+        users = _resolve(self.users, rows[:, 0], status, spans, USER, data, events, "user_id")
         items_before = len(self.items)
-        items = _resolve(self.items, rows[:, 1], status, spans, _ITEM, data, events, "item_id")
-        kinds = _resolve(self.kinds, rows[:, 2], status, spans, _KIND, data, events, "event")
+        items = _resolve(self.items, rows[:, 1], status, spans, ITEM, data, events, "item_id")
+        kinds = _resolve(self.kinds, rows[:, 2], status, spans, KIND, data, events, "event")
         if len(self._kind_weights) < len(self.kinds):
             get = self._weights_table.get
             self._kind_weights = np.array([get(k, 1.0) for k in self.kinds.ids],
@@ -564,7 +271,7 @@ class RowDecoder:
         info = self._item_info(items, desc, status, docs, spans, data)
         weights = self._kind_weights[kinds]
         if rejected:
-            keep = status != _REJECTED
+            keep = status != REJECTED
             users, items, weights, ts = users[keep], items[keep], weights[keep], ts[keep]
         return RowBatch(users, items, weights, ts, items_before, info), rejected
 
@@ -572,22 +279,22 @@ class RowDecoder:
                    docs: dict[int, dict], spans: np.ndarray, data: bytes) -> dict[int, dict]:
         """Each item's last description in the batch, in order of its first one, for the items
         whose last description is new (a repeated one changes nothing)."""
-        lines = np.flatnonzero((desc != _NONE) & (status != _REJECTED))
+        lines = np.flatnonzero((desc != NONE) & (status != REJECTED))
         if not len(lines):
             return {}
         described = items[lines]
         uniq, first = np.unique(described, return_index=True)
         _, from_end = np.unique(described[::-1], return_index=True)
         last = lines[len(lines) - 1 - from_end]
-        new = desc[last] == _NEW
+        new = desc[last] == NEW
         order = np.argsort(first[new], kind="stable")
         rows = uniq[new][order]
         lasts = last[new][order]
         info = {row: docs[r] for row, r in zip(rows.tolist(), lasts.tolist(), strict=True)}
         d = self._desc
         d.ensure(len(self.items))
-        fast = status[lasts] == _FAST
-        d.keep(rows[fast], spans[lasts[fast], _CAT:_META + 2], data)
+        fast = status[lasts] == FAST
+        d.keep(rows[fast], spans[lasts[fast], CAT:META + 2], data)
         # An exact parser's description has no canonical bytes: the next one is decoded again.
         d.forget(rows[~fast])
         return info
