@@ -121,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboards(args: argparse.Namespace) -> int:
-    from recengine import dashboards
+    from recengine import dashboards, graphite_render
 
     boards = dashboards.load(args.dashboards)
     if not boards:
@@ -130,11 +130,11 @@ def cmd_dashboards(args: argparse.Namespace) -> int:
         if args.action == "render":
             if not args.out:
                 raise ConfigError("dashboards render needs --out DIR")
-            written = dashboards.render(args.out, args.graphite, args.from_, boards)
+            written = graphite_render.render(args.out, args.graphite, args.from_, boards)
             for path in written:
                 print(path)
             return 0
-        empty = dashboards.check(args.graphite, args.from_, boards)
+        empty = graphite_render.check(args.graphite, args.from_, boards)
     except (OSError, RuntimeError, ValueError) as exc:  # graphite-web unreachable or refusing
         raise RecEngineError(f"graphite {args.graphite}: {exc}") from None
     for board, panel, target in empty:

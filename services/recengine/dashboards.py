@@ -1,22 +1,19 @@
-"""The Grafana dashboards, built from the metric registry, and rendering them through Graphite.
+"""The Grafana dashboards, built from the metric registry.
 
 :func:`build` returns the five dashboards (Overview, Serving, Index, Trainer, Operator) as
 Grafana dashboard JSON models; ``tools/gen_dashboards.py`` writes them to
 ``charts/recengine/dashboards/``, where the chart provisions them. Every Graphite target is
-written with :func:`q`, which looks the metric up in :mod:`recengine.metric_names`, so a
-dashboard cannot query a name the services do not emit (``tests/observability`` checks each
-target against a real Graphite after an end-to-end run).
+written with :func:`series`, which looks the metric up in :mod:`recengine.metric_names`,
+so a dashboard cannot query a name the services do not emit (``tests/observability`` checks
+each target against a real Graphite after an end-to-end run).
 
-``recengine dashboards render --out DIR`` draws every panel through graphite-web's render API
-(``format=png``), so the dashboards can be looked at without a Grafana server;
-``recengine dashboards check`` lists the targets that return no data points.
+Drawing the panels and checking their targets against a graphite-web is
+:mod:`recengine.graphite_render` (``recengine dashboards render|check``).
 """
 
 from __future__ import annotations
 
 import json
-import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +27,7 @@ TAG = "recengine"
 GRID_WIDTH = 24
 
 
-def q(service: str, name: str, field: str | None = None, **values: str) -> str:
+def series(service: str, name: str, field: str | None = None, **values: str) -> str:
     """The Graphite path of a registered metric (see :meth:`Metric.graphite`)."""
     return metric(service, name).graphite(field, **values)
 
@@ -42,8 +39,9 @@ def alias(target: str, name: str) -> str:
 def percentiles(service: str, name: str, label: str = "", **values: str) -> list[str]:
     """p50, p90 and p99 of a timer (statsd's ``upper_<pct>``), and its mean."""
     prefix = f"{label} " if label else ""
-    out = [alias(q(service, name, f"upper_{p}", **values), f"{prefix}p{p}") for p in (50, 90, 99)]
-    out.append(alias(q(service, name, "mean", **values), f"{prefix}mean"))
+    out = [alias(series(service, name, f"upper_{p}", **values), f"{prefix}p{p}")
+           for p in (50, 90, 99)]
+    out.append(alias(series(service, name, "mean", **values), f"{prefix}mean"))
     return out
 
 
@@ -115,49 +113,49 @@ def dashboard(uid: str, title: str, description: str, panels: Sequence[Panel]) -
 
 
 # --------------------------------------------------------------------------------------------
-def overview() -> dict[str, Any]:
+def overview_dashboard() -> dict[str, Any]:
     return dashboard("recengine-overview", "recengine / Overview",
                      "Do events flow, is the model getting better or worse, which version is "
                      "served, how fresh is it.", [
         Panel("Events per second", [
-            alias(q("trainer", "events_consumed"), "read by the trainer"),
-            alias(q("trainer", "events_applied"), "applied"),
-            alias(q("api", "events_accepted"), "accepted by POST /events"),
+            alias(series("trainer", "events_consumed"), "read by the trainer"),
+            alias(series("trainer", "events_applied"), "applied"),
+            alias(series("api", "events_accepted"), "accepted by POST /events"),
         ], "Events read from the stream and learned from by the trainer, and events accepted "
            "by the API.", unit="reqps"),
         Panel("Dead-letter queue (rejected events per second)", [
-            alias(q("trainer", "events_rejected"), "trainer -> DLQ"),
-            alias(q("api", "events_rejected"), "refused by POST /events"),
+            alias(series("trainer", "events_rejected"), "trainer -> DLQ"),
+            alias(series("api", "events_rejected"), "refused by POST /events"),
         ], "Invalid records the trainer wrote to the dead-letter queue, and invalid events "
            "POST /events refused.", unit="reqps"),
         Panel("Recall@10: model vs popularity", [
-            alias(q("trainer", "recall_at_k"), "model (served ranking)"),
-            alias(q("trainer", "popularity_recall_at_k"), "popularity baseline"),
+            alias(series("trainer", "recall_at_k"), "model (served ranking)"),
+            alias(series("trainer", "popularity_recall_at_k"), "popularity baseline"),
         ], "Rolling recall@k measured test-then-train on the stream: the ranking the API "
            "serves against the popularity baseline.", unit="percentunit"),
         Panel("Lift over popularity", [
-            alias(f"divideSeries({q('trainer', 'recall_at_k')},"
-                  f"{q('trainer', 'popularity_recall_at_k')})", "model / popularity"),
+            alias(f"divideSeries({series('trainer', 'recall_at_k')},"
+                  f"{series('trainer', 'popularity_recall_at_k')})", "model / popularity"),
         ], "How many times the popularity baseline's recall the model reaches (above 1: "
            "personalisation pays).", unit="none"),
         Panel("Embedding version", [
-            alias(q("trainer", "version"), "published"),
-            alias(q("index", "version"), "served"),
+            alias(series("trainer", "version"), "published"),
+            alias(series("index", "version"), "served"),
         ], "The newest version the trainer published and the version the index serves.",
            kind="stat", width=8, height=6, decimals=0, unit="none"),
         Panel("Freshness", [
-            alias(q("trainer", "freshness_s"), "newest event applied"),
+            alias(series("trainer", "freshness_s"), "newest event applied"),
         ], "Wall clock minus the time of the newest event the trainer applied.",
            kind="stat", width=8, height=6, unit="s"),
         Panel("/recommend p99", [
-            alias(q("api", "request.{endpoint}.{status}", "upper_99", endpoint="recommend",
-                    status="200"), "p99"),
+            alias(series("api", "request.{endpoint}.{status}", "upper_99", endpoint="recommend",
+                         status="200"), "p99"),
         ], "99th percentile latency of successful GET /recommend.", kind="stat", width=8,
            height=6, unit="ms"),
     ])
 
 
-def serving() -> dict[str, Any]:
+def serving_dashboard() -> dict[str, Any]:
     req = "request.{endpoint}.{status}"
     return dashboard("recengine-serving", "recengine / Serving",
                      "The recommender API: latency, traffic, errors, what answers are based "
@@ -167,44 +165,44 @@ def serving() -> dict[str, Any]:
               "Percentiles of successful /recommend requests (statsd percentThreshold).",
               unit="ms"),
         Panel("p99 latency by endpoint", [
-            f"groupByNode({q('api', req, 'upper_99')},5,'maxSeries')",
+            f"groupByNode({series('api', req, 'upper_99')},5,'maxSeries')",
         ], "99th percentile latency per endpoint (the slowest status of each).", unit="ms"),
         Panel("Requests per second by endpoint", [
-            f"groupByNode({q('api', req, 'count_ps')},5,'sumSeries')",
+            f"groupByNode({series('api', req, 'count_ps')},5,'sumSeries')",
         ], "Request rate per endpoint, every status.", unit="reqps"),
         Panel("Responses by status class", [
-            f"aliasByNode({q('api', 'status.{class}xx')},4)",
+            f"aliasByNode({series('api', 'status.{class}xx')},4)",
         ], "Responses per second by HTTP status class.", unit="reqps", stack=True),
         Panel("Error ratio", [
-            alias(f"asPercent(sumSeries({q('api', 'status.{class}xx', **{'class': '{4,5}'})}),"
-                  f"sumSeries({q('api', 'status.{class}xx')}))", "4xx + 5xx"),
+            alias(f"asPercent(sumSeries({series('api', 'status.{class}xx', **{'class': '{4,5}'})}),"
+                  f"sumSeries({series('api', 'status.{class}xx')}))", "4xx + 5xx"),
         ], "Share of responses with a 4xx or 5xx status.", unit="percent"),
         Panel("POST /events latency (202)", percentiles("api", req, endpoint="events",
                                                         status="202"),
               "Percentiles of accepted POST /events batches.", unit="ms"),
         Panel("Answers by based_on", [
-            f"aliasByNode({q('api', 'based_on.{based_on}')},4)",
+            f"aliasByNode({series('api', 'based_on.{based_on}')},4)",
         ], "/recommend answers per second by what they are based on: the user, an item, or "
            "popular now.", unit="reqps", stack=True),
         Panel("Degraded answers", [
-            alias(q("api", "degraded"), "degraded (all)"),
-            f"aliasByNode({q('api', 'degraded_by.{part}')},4)",
+            alias(series("api", "degraded"), "degraded (all)"),
+            f"aliasByNode({series('api', 'degraded_by.{part}')},4)",
         ], "Answers per second served while a backend was down, and by which part.",
            unit="reqps"),
         Panel("User cache hit ratio", [
-            alias(f"asPercent({q('api', 'cache_hit', 'count')},"
-                  f"sumSeries({q('api', 'cache_hit', 'count')},"
-                  f"{q('api', 'cache_miss', 'count')}))", "hit ratio"),
+            alias(f"asPercent({series('api', 'cache_hit', 'count')},"
+                  f"sumSeries({series('api', 'cache_hit', 'count')},"
+                  f"{series('api', 'cache_miss', 'count')}))", "hit ratio"),
         ], "Share of /recommend calls for a user whose record was in the cache.",
            unit="percent"),
         Panel("User cache hits and misses", [
-            alias(q("api", "cache_hit"), "hits"),
-            alias(q("api", "cache_miss"), "misses"),
+            alias(series("api", "cache_hit"), "hits"),
+            alias(series("api", "cache_miss"), "misses"),
         ], "Lookups per second of a user's record in the cache.", unit="reqps"),
     ])
 
 
-def index() -> dict[str, Any]:
+def index_dashboard() -> dict[str, Any]:
     req = "request.{endpoint}.{status}"
     return dashboard("recengine-index", "recengine / Index",
                      "The index service: search latency, the version each pod serves, items.", [
@@ -215,83 +213,84 @@ def index() -> dict[str, Any]:
                                                           status="200"),
               "Percentiles of one similar-items lookup.", unit="ms"),
         Panel("Searches per second", [
-            alias(f"sumSeries({q('index', req, 'count_ps', endpoint='search')})", "search"),
-            alias(f"sumSeries({q('index', req, 'count_ps', endpoint='similar')})", "similar"),
+            alias(f"sumSeries({series('index', req, 'count_ps', endpoint='search')})", "search"),
+            alias(f"sumSeries({series('index', req, 'count_ps', endpoint='similar')})",
+                  "similar"),
         ], "Calls per second of the index service, all pods, every status.", unit="reqps"),
         Panel("Embedding version per pod", [
-            f"aliasByNode({q('index', 'version_by_pod.{pod}')},5)",
+            f"aliasByNode({series('index', 'version_by_pod.{pod}')},5)",
         ], "The version each index pod serves: during a rollout two versions show.",
            unit="none", decimals=0),
         Panel("Served vs published version", [
-            alias(q("index", "version"), "served"),
-            alias(q("trainer", "version"), "published"),
+            alias(series("index", "version"), "served"),
+            alias(series("trainer", "version"), "published"),
         ], "The version the index serves against the newest one published.", unit="none",
            decimals=0),
         Panel("Items in the served version", [
-            alias(q("index", "items"), "items"),
+            alias(series("index", "items"), "items"),
         ], "Items in the embedding version the index serves.", kind="stat", width=6,
            unit="short"),
         Panel("Version load time", [
-            alias(q("index", "load_ms", "upper"), "load"),
+            alias(series("index", "load_ms", "upper"), "load"),
         ], "Loading and verifying the version when a pod starts.", kind="stat", width=6,
            unit="ms"),
     ])
 
 
-def trainer() -> dict[str, Any]:
+def trainer_dashboard() -> dict[str, Any]:
     return dashboard("recengine-trainer", "recengine / Trainer",
                      "The incremental trainer: batch time, throughput, checkpoints, publishing, "
                      "table sizes.", [
         Panel("Micro-batch time", percentiles("trainer", "batch_ms"),
               "Decoding, dead-lettering and learning one micro-batch.", unit="ms"),
         Panel("Throughput", [
-            alias(q("trainer", "events_per_second"), "learning speed (events/s of learning)"),
-            alias(q("trainer", "events_applied"), "applied (events/s)"),
+            alias(series("trainer", "events_per_second"), "learning speed (events/s of learning)"),
+            alias(series("trainer", "events_applied"), "applied (events/s)"),
         ], "How fast the learner runs, and how many events it applies per second.",
            unit="short"),
         Panel("Checkpoint and publish time", [
-            alias(q("trainer", "checkpoint_ms", "upper"), "checkpoint"),
-            alias(q("trainer", "publish_ms", "upper"), "publish a version"),
+            alias(series("trainer", "checkpoint_ms", "upper"), "checkpoint"),
+            alias(series("trainer", "publish_ms", "upper"), "publish a version"),
         ], "Writing a checkpoint; building and publishing an embedding version.", unit="ms"),
         Panel("Checkpoints and versions published", [
-            alias(q("trainer", "checkpoints", "count"), "checkpoints"),
-            alias(q("trainer", "versions_published", "count"), "versions published"),
+            alias(series("trainer", "checkpoints", "count"), "checkpoints"),
+            alias(series("trainer", "versions_published", "count"), "versions published"),
         ], "Checkpoints written and versions published per statsd flush.", unit="short",
            bars=True),
         Panel("User vectors: flush and store writes", [
-            alias(q("trainer", "flush_ms", "upper"), "flush"),
-            alias(q("trainer", "user_store_write_ms", "upper"), "user store write"),
+            alias(series("trainer", "flush_ms", "upper"), "flush"),
+            alias(series("trainer", "user_store_write_ms", "upper"), "user store write"),
         ], "Folding touched users' vectors, and one background batch write to the user store.",
            unit="ms"),
         Panel("User writes pending", [
-            alias(q("trainer", "user_writes_pending"), "pending"),
+            alias(series("trainer", "user_writes_pending"), "pending"),
         ], "User records waiting for the user store writer.", unit="short"),
         Panel("Users and items", [
-            alias(q("trainer", "users"), "users"),
-            alias(q("trainer", "items"), "items"),
+            alias(series("trainer", "users"), "users"),
+            alias(series("trainer", "items"), "items"),
         ], "Users and items the model knows.", unit="short"),
         Panel("Trainer lease epoch", [
-            alias(q("trainer", "lease_epoch"), "epoch"),
+            alias(series("trainer", "lease_epoch"), "epoch"),
         ], "Epoch of the trainer lease held by the replica that learns: each step up is a "
            "failover (the active replica died) or a handover (it stopped cleanly).",
            unit="short"),
         Panel("Sketch and table sizes", [
-            alias(q("trainer", "sketch_size"), "popularity sketch items"),
-            alias(q("trainer", "sketch_categories"), "category sketches"),
-            alias(q("trainer", "neighbour_pairs"), "neighbour pairs"),
+            alias(series("trainer", "sketch_size"), "popularity sketch items"),
+            alias(series("trainer", "sketch_categories"), "category sketches"),
+            alias(series("trainer", "neighbour_pairs"), "neighbour pairs"),
         ], "Items tracked by the popularity sketch, category sketches, and item-to-item "
            "neighbour pairs of the last published version.", unit="short"),
     ])
 
 
-def operator() -> dict[str, Any]:
+def operator_dashboard() -> dict[str, Any]:
     outcomes = [
-        alias(q("operator", "rollouts_started", "count"), "started"),
-        alias(q("operator", "rollouts_succeeded", "count"), "succeeded"),
-        alias(q("operator", "rollouts_rolled_back", "count"), "rolled back"),
-        alias(q("operator", "rollbacks_completed", "count"), "rollbacks completed"),
-        alias(q("operator", "rollouts_failed", "count"), "failed"),
-        alias(q("operator", "versions_rejected", "count"), "rejected by the quality gate"),
+        alias(series("operator", "rollouts_started", "count"), "started"),
+        alias(series("operator", "rollouts_succeeded", "count"), "succeeded"),
+        alias(series("operator", "rollouts_rolled_back", "count"), "rolled back"),
+        alias(series("operator", "rollbacks_completed", "count"), "rollbacks completed"),
+        alias(series("operator", "rollouts_failed", "count"), "failed"),
+        alias(series("operator", "versions_rejected", "count"), "rejected by the quality gate"),
     ]
     return dashboard("recengine-operator", "recengine / Operator",
                      "Rollouts of embedding versions to the index pods, and their outcomes.", [
@@ -302,10 +301,10 @@ def operator() -> dict[str, Any]:
         Panel("Outcomes in range", outcomes, "Totals over the selected time range.",
               kind="stat", width=8, calc="sum", decimals=0),
         Panel("Rollout time", [
-            alias(q("operator", "rollout_ms", "upper"), "rollout"),
+            alias(series("operator", "rollout_ms", "upper"), "rollout"),
         ], "From the start of a rollout until every index pod serves the version.", unit="ms"),
         Panel("Current version per RecEngine", [
-            f"aliasByNode({q('operator', 'current_version.{namespace}.{name}')},5,6)",
+            f"aliasByNode({series('operator', 'current_version.{namespace}.{name}')},5,6)",
         ], "status.currentVersion of each RecEngine (namespace.name).", unit="none",
            decimals=0),
         Panel("Reconciliation time", percentiles("operator", "reconcile_ms"),
@@ -316,8 +315,9 @@ def operator() -> dict[str, Any]:
 def build() -> dict[str, dict[str, Any]]:
     """Every dashboard, by file name (``overview.json`` ...)."""
     return {f"{name}.json": fn() for name, fn in
-            (("overview", overview), ("serving", serving), ("index", index),
-             ("trainer", trainer), ("operator", operator))}
+            (("overview", overview_dashboard), ("serving", serving_dashboard),
+             ("index", index_dashboard), ("trainer", trainer_dashboard),
+             ("operator", operator_dashboard))}
 
 
 def to_json(dash: dict[str, Any]) -> str:
@@ -344,69 +344,3 @@ def targets(dash: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
         for t in p.get("targets", []):
             if t.get("target"):
                 yield p, t["target"]
-
-
-# --------------------------------------------------------------------------------------------
-def _get(graphite: str, params: list[tuple[str, str]], timeout_s: float = 30.0) -> bytes:
-    import requests
-
-    r = requests.get(f"{graphite.rstrip('/')}/render", params=params, timeout=timeout_s)
-    if r.status_code != 200:
-        raise RuntimeError(f"graphite render {params}: HTTP {r.status_code}: {r.text[:300]}")
-    return r.content
-
-
-def datapoints(graphite: str, target: str, from_: str = "-15min") -> int:
-    """How many non-null points ``target`` returns from graphite-web's render API."""
-    data = json.loads(_get(graphite, [("target", target), ("format", "json"),
-                                      ("from", from_), ("until", "now")]))
-    return sum(1 for series in data for v, _ in series["datapoints"] if v is not None)
-
-
-def check(graphite: str, from_: str = "-15min",
-          dashboards: dict[str, dict[str, Any]] | None = None) -> list[tuple[str, str, str]]:
-    """The (dashboard, panel, target) triples that return no data point."""
-    empty = []
-    for dash in (dashboards or build()).values():
-        for p, t in targets(dash):
-            if not datapoints(graphite, t, from_):
-                empty.append((dash["title"], p["title"], t))
-    return empty
-
-
-#: Grafana unit ids as words for the y axis of a rendered PNG.
-UNIT_WORDS = {"short": "", "none": "", "reqps": "per second", "percentunit": "ratio",
-              "percent": "%", "ms": "ms", "s": "seconds"}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "panel"
-
-
-def render(out: str | Path, graphite: str, from_: str = "-15min",
-           dashboards: dict[str, dict[str, Any]] | None = None, width: int = 900,
-           height: int = 420) -> list[Path]:
-    """Draw every panel (its targets, titled like the panel) to ``out/<dashboard>/NN-<panel>.png``
-    through graphite-web's render API; returns the files written."""
-    out = Path(out)
-    written = []
-    for file_name, dash in (dashboards or build()).items():
-        folder = out / Path(file_name).stem
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, p in enumerate(panels(dash), start=1):
-            ts = [t["target"] for t in p.get("targets", []) if t.get("target")]
-            if not ts:
-                continue
-            unit = p.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
-            params = [("target", t) for t in ts] + [
-                ("format", "png"), ("from", from_), ("until", "now"),
-                ("title", f"{dash['title']}: {p['title']}"), ("width", str(width)),
-                ("height", str(height)), ("bgcolor", "white"), ("fgcolor", "black"),
-                ("majorGridLineColor", "bbbbbb"), ("minorGridLineColor", "e5e5e5"),
-                ("lineWidth", "2"), ("lineMode", "connected"), ("hideLegend", "false"),
-                ("vtitle", UNIT_WORDS.get(unit, unit)),
-                ("_salt", str(time.time()))]
-            path = folder / f"{n:02d}-{_slug(p['title'])}.png"
-            path.write_bytes(_get(graphite, params))
-            written.append(path)
-    return written

@@ -35,7 +35,7 @@ import requests
 from support.k8s import ControlPlane
 from support.servers import tail
 
-from recengine import dashboards, serve
+from recengine import dashboards, graphite_render, serve
 from recengine.backends.files import FileArtifactStore
 from recengine.config import Settings
 from recengine.index.app import pod_name
@@ -350,7 +350,7 @@ def test_every_dashboard_target_returns_data_points(run: Run, graphite):
     assert len(pending) > 50
     deadline = time.monotonic() + 30
     while pending and time.monotonic() < deadline:
-        pending = [x for x in pending if not dashboards.datapoints(graphite.url, x[2], RANGE)]
+        pending = [x for x in pending if not graphite_render.datapoints(graphite.url, x[2], RANGE)]
         if pending:
             time.sleep(1.0)
     assert not pending, "no data points:\n" + "\n".join(" / ".join(x) for x in pending)
