@@ -22,7 +22,8 @@ from pathlib import Path
 import requests
 import urllib3
 
-from .servers import ServerError, free_port, tail
+from .net import free_port
+from .servers import ServerError, tail
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "recengine-test-admin-token"

@@ -14,7 +14,7 @@
 # through sudo) and are installed only when missing. Every step is skipped when its output
 # already exists, so a warm run takes well under a second. Concurrent runs are serialised
 # with flock. Versions can be overridden with KAFKA_VERSION, FERRETDB_VERSION and
-# STATSD_VERSION, but tests/support/servers.py must agree with them.
+# STATSD_VERSION, but tests/support/servers/ (kafka.py, mongo.py, graphite.py) must agree with them.
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-3.9.2}"
