@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kube_objects import manifest
+from support.kube_objects import manifest
 
 from recengine.backends.files import FileArtifactStore
 from recengine.backends.registry import open_artifact_store

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from kube_objects import T0, deployment, manifest
 from kubernetes import client
+from support.kube_objects import T0, deployment, manifest
 
 from recengine.backends.files import FileArtifactStore
 from recengine_operator.config import Config

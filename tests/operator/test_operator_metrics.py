@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube_objects import applied, at, catalog, deployment, engine_spec, manifest, progressed
+from support.kube_objects import applied, at, catalog, deployment, engine_spec, manifest, progressed
 
 from recengine.backends.statsd import StatsdMetrics
 from recengine.metrics import Metrics

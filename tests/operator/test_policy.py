@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kube_objects import catalog, engine_spec, manifest
+from support.kube_objects import catalog, engine_spec, manifest
 
 from recengine_operator.policy import choose_version, gate_verdict, quality_summary
 from recengine_operator.spec import QualityGate, parse_spec

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube_objects import T0, applied, at, catalog, deployment, engine_spec, manifest, progressed
+from support.kube_objects import (
+    T0,
+    applied,
+    at,
+    catalog,
+    deployment,
+    engine_spec,
+    manifest,
+    progressed,
+)
 
 from recengine_operator.reconcile import Catalog, Plan, plan, with_problem
 from recengine_operator.rollout import ANNOTATION

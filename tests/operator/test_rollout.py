@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kube_objects import T0, applied, at, deployment, progressed
+from support.kube_objects import T0, applied, at, deployment, progressed
 
 from recengine_operator.rollout import ANNOTATION, ENV_VAR, Outcome, assess, observe, template_patch
 

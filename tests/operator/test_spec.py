@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from kube_objects import engine_spec
+from support.kube_objects import engine_spec
 
 from recengine_operator.spec import InvalidSpec, QualityGate, parse_spec
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kube_objects import T0, at
+from support.kube_objects import T0, at
 
 from recengine_operator import status as st
 

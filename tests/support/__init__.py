@@ -1,6 +1,18 @@
-"""Test support: real servers for integration tests (see servers.py and fixtures.py).
+"""Everything the tests share; ``tests/`` is on sys.path, so modules import as ``support.*``.
 
-``tests/conftest.py`` pulls the fixtures in with (``tests/`` is on sys.path there)::
+Fixtures (pytest plugins, listed in ``tests/conftest.py``'s ``pytest_plugins``):
 
-    from support.fixtures import *  # noqa: F403
+* ``fixtures``   the real servers, started on first use: ``kafka``, ``mongo``, ``redis_server``,
+  ``graphite`` and their ``*_url`` fixtures.
+* ``engine``     ``engine`` (a trained data directory) and ``services`` (gunicorn on it).
+
+Helpers:
+
+* ``servers/``   the server processes (one module per server; ``python -m support.servers``).
+* ``k8s``        a Kubernetes control plane on 127.0.0.1 (etcd, apiserver, kwok).
+* ``net``        free ports, one-shot TCP requests, HTTP GETs.
+* ``streams``    producing to and counting Kafka topics.
+* ``event_lines``      random and malformed JSON event lines (decoder tests).
+* ``planted_catalog``  a small embedding version with known answers (app tests).
+* ``kube_objects``     plain-dict Deployments, manifests and specs (operator tests).
 """

@@ -1,8 +1,6 @@
 """Session-scoped pytest fixtures that start real servers on first use.
 
-Import them into ``tests/conftest.py`` (``tests/`` is then on sys.path)::
-
-    from support.fixtures import *  # noqa: F403  (exports only the fixtures, see __all__)
+A pytest plugin: ``tests/conftest.py`` lists it in ``pytest_plugins``.
 
 Each server fixture yields the running server object (:mod:`support.servers`), whose ``url``
 is the connection URL in the project's style; the ``*_url`` fixtures yield just the URL:
@@ -27,18 +25,6 @@ from typing import TypeVar
 import pytest
 
 from .servers import GraphiteServer, KafkaServer, MongoServer, RedisServer, Server
-
-__all__ = [
-    "graphite",
-    "graphite_url",
-    "kafka",
-    "kafka_url",
-    "mongo",
-    "mongo_url",
-    "redis_server",
-    "redis_url",
-    "statsd_url",
-]
 
 S = TypeVar("S", bound=Server)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from planted_catalog import Catalog, publish_catalog
+from support.planted_catalog import Catalog, publish_catalog
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import falcon.inspect
 import falcon.testing
 import numpy as np
 import pytest
-from planted_catalog import Catalog, item_meta, publish_catalog, settings_for
+from support.planted_catalog import Catalog, item_meta, publish_catalog, settings_for
 
 from recengine.api.app import create_app, openapi_document
 from recengine.events import parse_json

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from event_lines import MALFORMED_JSON
+from support.event_lines import MALFORMED_JSON
 
 from recengine.events import (
     Event,

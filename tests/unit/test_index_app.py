@@ -10,7 +10,7 @@ import falcon
 import falcon.testing
 import numpy as np
 import pytest
-from planted_catalog import DIM, Catalog, settings_for
+from support.planted_catalog import DIM, Catalog, settings_for
 
 from recengine.index.app import create_app
 

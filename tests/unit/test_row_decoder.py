@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from event_lines import MALFORMED_JSON, random_line, scanner_line
+from support.event_lines import MALFORMED_JSON, random_line, scanner_line
 
 from recengine.config import Settings
 from recengine.events import Event, EventBatch
