@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.net import free_port
 from support.streams import produce
 
 from recengine import serve
@@ -59,7 +60,7 @@ def stack(kafka, mongo, redis_server, tmp_path_factory) -> Iterator[Stack]:
         assert trainer.poll() is None, (data_dir / "trainer.log").read_text()[-3000:]
         time.sleep(0.5)
     assert store.versions(), "no version published to GridFS"
-    index_port, api_port = serve.free_port(), serve.free_port()
+    index_port, api_port = free_port(), free_port()
     settings = settings.replace(index_url=f"http://127.0.0.1:{index_port}")
     procs = [serve.start("index", settings, index_port, log_path=str(data_dir / "index.log")),
              serve.start("api", settings, api_port, log_path=str(data_dir / "api.log"))]

@@ -12,12 +12,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from support.streams import assert_applied_exactly_once, produce
+from support.waiting import wait_until
 
 from recengine.backends.kafka import create_topics
 from recengine.backends.registry import open_artifact_store, open_lease
@@ -59,15 +59,6 @@ class Replica:
         return self.log.read_text(errors="replace")
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def test_the_standby_takes_over_on_a_crash_and_a_clean_handover_without_loss(
         kafka, mongo_url, tmp_path) -> None:
     name = f"ha{uuid.uuid4().hex[:6]}"
@@ -103,11 +94,11 @@ def test_the_standby_takes_over_on_a_crash_and_a_clean_handover_without_loss(
     try:
         produce(kafka.bootstrap_servers, s.events_topic, chunks[0])
         a.start()
-        _wait(lambda: holder() == "replica-a" and counters().get("consumed", 0) > 0, 120,
-              "replica-a to lead and checkpoint")
+        wait_until(lambda: holder() == "replica-a" and counters().get("consumed", 0) > 0,
+                   "replica-a to lead and checkpoint", 120, interval_s=0.3)
         b.start()
-        _wait(lambda: "standing by: replica-a holds the trainer lease" in b.output(), 60,
-              "replica-b to stand by")
+        wait_until(lambda: "standing by: replica-a holds the trainer lease" in b.output(),
+                   "replica-b to stand by", 60, interval_s=0.3)
         produce(kafka.bootstrap_servers, s.events_topic, chunks[1])
         time.sleep(1.0)
         epoch_a = lease.current().epoch  # type: ignore[union-attr]
@@ -116,23 +107,27 @@ def test_the_standby_takes_over_on_a_crash_and_a_clean_handover_without_loss(
         assert before < len(chunks[0]) + len(chunks[1]), "the kill must land mid-stream"
 
         # The standby takes over once the lease expires, from the latest checkpoint.
-        _wait(lambda: holder() == "replica-b", 60, "replica-b to take the lease")
+        wait_until(lambda: holder() == "replica-b", "replica-b to take the lease", 60,
+                   interval_s=0.3)
         assert lease.current().epoch > epoch_a  # type: ignore[union-attr]
         produce(kafka.bootstrap_servers, s.events_topic, chunks[2])
-        _wait(lambda: counters().get("consumed", 0) >= sum(map(len, chunks[:3])), 180,
-              "replica-b to consume what replica-a left and what came after")
+        wait_until(lambda: counters().get("consumed", 0) >= sum(map(len, chunks[:3])),
+                   "replica-b to consume what replica-a left and what came after", 180,
+                   interval_s=0.3)
 
         # replica-a comes back: it stands by behind replica-b ...
         a.start()
-        _wait(lambda: a.output().count("standing by: replica-b holds") >= 1, 60,
-              "the restarted replica-a to stand by")
+        wait_until(lambda: a.output().count("standing by: replica-b holds") >= 1,
+                   "the restarted replica-a to stand by", 60, interval_s=0.3)
         # ... and a clean stop of replica-b hands the stream over at once, without waiting
         # for the lease to expire; what arrives next is replica-a's to learn.
         assert b.stop() == 0
         assert "released the trainer lease" in b.output()
-        _wait(lambda: holder() == "replica-a", 3 * TTL_S, "replica-a to take over on release")
+        wait_until(lambda: holder() == "replica-a", "replica-a to take over on release",
+                   3 * TTL_S, interval_s=0.3)
         produce(kafka.bootstrap_servers, s.events_topic, chunks[3])
-        _wait(lambda: counters().get("consumed", 0) >= total, 180, "the whole stream")
+        wait_until(lambda: counters().get("consumed", 0) >= total, "the whole stream", 180,
+                   interval_s=0.3)
         assert a.stop() == 0
     finally:
         for r in (a, b):

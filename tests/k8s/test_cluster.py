@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.k8s import ROOT, ControlPlane
+from support.waiting import wait_until
 
 from recengine.backends.files import FileArtifactStore
 from recengine.versions import build_blobs
@@ -110,17 +111,6 @@ def status(cluster: ControlPlane, ns: str) -> dict:
     return json.loads(out).get("status", {})
 
 
-def wait_for(pred, what: str, timeout_s: float = 90.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def template_version(cluster: ControlPlane, ns: str) -> str:
     return cluster.kubectl("get", "deployment", "movies-index", "-n", ns, "-o",
                            "jsonpath={.spec.template.metadata.annotations.recengine\\.io/"
@@ -144,9 +134,9 @@ def test_publishing_versions_rolls_the_index_deployment(cluster, engine) -> None
     ns, store, _ = engine
     publish(store, 0.20)
     cluster.kubectl("apply", "-f", "-", stdin=recengine(ns, store.root))
-    wait_for(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1")
+    wait_until(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1")
     publish(store, 0.21)
-    st = wait_for(lambda: (s := status(cluster, ns)).get("currentVersion") == 2 and s,
+    st = wait_until(lambda: (s := status(cluster, ns)).get("currentVersion") == 2 and s,
                   "version 2")
     assert template_version(cluster, ns) == "2"
     assert st["phase"] == "Ready" and st["lastGoodVersion"] == 2
@@ -165,10 +155,10 @@ def test_a_version_whose_pods_never_become_ready_is_rolled_back(cluster, engine)
     for recall in [0.2] * (int(BROKEN) - 1):
         publish(store, recall)
     cluster.kubectl("apply", "-f", "-", stdin=recengine(ns, store.root, deadline_s=15))
-    wait_for(lambda: status(cluster, ns).get("currentVersion") == int(BROKEN) - 1,
+    wait_until(lambda: status(cluster, ns).get("currentVersion") == int(BROKEN) - 1,
              "the last good version")
     assert publish(store, 0.21) == int(BROKEN)
-    st = wait_for(lambda: (s := status(cluster, ns)).get("phase") == "Degraded" and s,
+    st = wait_until(lambda: (s := status(cluster, ns)).get("phase") == "Degraded" and s,
                   "Degraded", 120)
     assert st["currentVersion"] == int(BROKEN) - 1
     assert template_version(cluster, ns) == str(int(BROKEN) - 1)
@@ -182,10 +172,10 @@ def test_pinned_policy_and_the_quality_gate(cluster, engine) -> None:
     publish(store, 0.21)
     cluster.kubectl("apply", "-f", "-", stdin=recengine(ns, store.root, policy="Pinned",
                                                        version=1))
-    wait_for(lambda: status(cluster, ns).get("currentVersion") == 1, "pinned version 1")
+    wait_until(lambda: status(cluster, ns).get("currentVersion") == 1, "pinned version 1")
     cluster.kubectl("patch", "recengine", "movies", "-n", ns, "--type=merge", "-p",
                     json.dumps({"spec": {"embedding": {"policy": "Latest", "version": None}}}))
-    wait_for(lambda: status(cluster, ns).get("currentVersion") == 2, "latest version 2")
+    wait_until(lambda: status(cluster, ns).get("currentVersion") == 2, "latest version 2")
     publish(store, 0.10)  # recall halves: fails the gate
     time.sleep(8)
     st = status(cluster, ns)
@@ -197,20 +187,20 @@ def test_an_operator_killed_mid_rollout_finishes_it_after_restart(cluster, engin
     ns, store, op = engine
     publish(store, 0.2)
     cluster.kubectl("apply", "-f", "-", stdin=recengine(ns, store.root))
-    wait_for(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1")
+    wait_until(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1")
     cluster.kubectl("scale", "deployment", "movies-index", "-n", ns, "--replicas=6")
     publish(store, 0.21)
-    wait_for(lambda: status(cluster, ns).get("targetVersion") == 2, "rollout started")
+    wait_until(lambda: status(cluster, ns).get("targetVersion") == 2, "rollout started")
     op.kill()
     op.start()
-    wait_for(lambda: status(cluster, ns).get("currentVersion") == 2, "rollout finished", 120)
+    wait_until(lambda: status(cluster, ns).get("currentVersion") == 2, "rollout finished", 120)
 
 
 def test_deleting_the_recengine_leaves_nothing_it_created(cluster, engine) -> None:
     ns, store, _ = engine
     publish(store, 0.2)
     cluster.kubectl("apply", "-f", "-", stdin=recengine(ns, store.root))
-    wait_for(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1")
+    wait_until(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1")
     before = set(cluster.kubectl("get", "all", "-n", ns, "-o", "name").split())
     cluster.kubectl("delete", "recengine", "movies", "-n", ns, "--timeout=60s")
     assert cluster.kubectl("get", "recengines", "-n", ns, "-o", "name").strip() == ""
@@ -245,7 +235,7 @@ def test_helm_install_creates_valid_objects_on_the_api_server(cluster, scenario)
         return all(d.get("status", {}).get("availableReplicas", 0)
                    == d["spec"].get("replicas", 1) for d in out["items"])
 
-    wait_for(all_available, "every Deployment available (kwok runs the pods)", 120)
+    wait_until(all_available, "every Deployment available (kwok runs the pods)", 120)
     if scenario == "recengine":
         assert cluster.kubectl("get", "recengines", "-n", ns, "-o", "name").strip()
     cluster.helm("uninstall", "rec", "-n", ns, "--wait", "--timeout", "120s")
@@ -270,9 +260,9 @@ def test_two_peered_operators_never_act_at_once(cluster, tmp_path) -> None:
     try:
         publish(store, 0.2)
         cluster.kubectl("apply", "-f", "-", stdin=recengine(ns, store.root))
-        wait_for(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1", 120)
+        wait_until(lambda: status(cluster, ns).get("currentVersion") == 1, "version 1", 120)
         publish(store, 0.21)
-        wait_for(lambda: status(cluster, ns).get("currentVersion") == 2, "version 2", 120)
+        wait_until(lambda: status(cluster, ns).get("currentVersion") == 2, "version 2", 120)
         events = json.loads(cluster.kubectl("get", "events", "-n", ns, "-o", "json"))["items"]
         started = [e for e in events if e["involvedObject"]["kind"] == "RecEngine"
                    and re.search(r"\bversion 2\b", e.get("message", ""))
@@ -280,7 +270,7 @@ def test_two_peered_operators_never_act_at_once(cluster, tmp_path) -> None:
         assert sum(e.get("count", 1) for e in started) == 1, started
         high.kill()  # the acting replica dies: the other one takes over
         publish(store, 0.22)
-        wait_for(lambda: status(cluster, ns).get("currentVersion") == 3, "version 3", 180)
+        wait_until(lambda: status(cluster, ns).get("currentVersion") == 3, "version 3", 180)
     finally:
         high.stop()
         low.stop()

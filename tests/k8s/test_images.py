@@ -19,12 +19,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import tomllib
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +33,8 @@ import torch
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from support.net import free_port, http_get
+from support.waiting import wait_for_probe
 
 from recengine.backends.files import FileArtifactStore, FileEventSource
 from recengine.sources import decode
@@ -319,17 +319,11 @@ def test_final_stage_has_no_build_tools_and_a_read_only_app(built: Built, target
     assert out.stdout.strip() == "", out.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("target", ["api", "index"])
 def test_image_serves_healthz(built: Built, target: str, tmp_path: Path):
     """Start the service from the image (chroot isolation shares the host's network)."""
     tag = built(target)
-    port = _free_port()
+    port = free_port()
     ctr = buildah("from", "--pull-never", "--quiet", "--name", f"run-{uuid.uuid4().hex[:12]}",
                   tag).stdout.strip()
     log = (tmp_path / "serve.log").open("wb")
@@ -337,17 +331,17 @@ def test_image_serves_healthz(built: Built, target: str, tmp_path: Path):
         ["bash", str(IMAGES_SH), "buildah", "run", "--isolation", "chroot", ctr, "--",
          "recengine", target, "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def serve_log() -> str:
+        return (tmp_path / "serve.log").read_text()[-3000:]
+
+    def running() -> None:
+        assert proc.poll() is None, serve_log()
+
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                    assert r.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
-                time.sleep(0.5)
+        wait_for_probe(lambda: http_get(f"http://127.0.0.1:{port}/healthz", timeout=1)[0] == 200,
+                       f"{target}'s /healthz to answer 200", 90, check=running, logs=serve_log,
+                       interval_s=0.5)
     finally:
         _stop_group(proc)
         log.close()

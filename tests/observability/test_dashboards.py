@@ -28,12 +28,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
 from support.k8s import ControlPlane
+from support.net import free_port
 from support.servers import tail
+from support.waiting import wait_until
 
 from recengine import dashboards, graphite_render, serve
 from recengine.backends.files import FileArtifactStore
@@ -51,8 +53,6 @@ RANGE = "-15min"
 NS, NS2 = "recs", "recs-failing"
 #: progressDeadlineSeconds of every RecEngine (the CRD's minimum).
 DEADLINE_S = 10
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -112,16 +112,8 @@ def _traffic(api: str, user: str, item: str) -> None:
 
 
 # --- the operator on a real API server -------------------------------------------------------
-def _wait(pred: Callable[[], T], what: str, timeout_s: float, log: Path | None = None) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        last = pred()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}"
-                                 + (f"\n--- operator log\n{tail(log)}" if log else ""))
-        time.sleep(0.5)
+def _operator_log(log: Path) -> Callable[[], str]:
+    return lambda: f"--- operator log\n{tail(log)}"
 
 
 def _engine(ns: str, name: str, artifacts: Path, *, min_evaluated: int = 0,
@@ -208,8 +200,8 @@ def _drive_operator(cluster: ControlPlane, statsd_url: str,
                                                          min_evaluated=10**9))
         cluster.kubectl("apply", "-f", "-", stdin=_engine(NS, "movies", copy))
         for name in ("books", "movies"):
-            _wait(lambda n=name: _status(cluster, NS, n).get("currentVersion") == newest,  # type: ignore[misc]
-                  f"{name} serving version {newest}", 60, log)
+            wait_until(lambda n=name: _status(cluster, NS, n).get("currentVersion") == newest,  # type: ignore[misc]
+                       f"{name} serving version {newest}", 60, detail=_operator_log(log))
         store = FileArtifactStore(copy)
         blobs = {p.name: p.read_bytes() for p in (copy / "versions" / f"{newest:09d}").iterdir()
                  if p.name != "manifest.json"}
@@ -227,7 +219,8 @@ def _drive_operator(cluster: ControlPlane, statsd_url: str,
             failed = (unready, "Failed") in _results(st["music"])
             return st if back and failed else None
 
-        statuses = _wait(over, "movies rolled back and music failed", 3 * DEADLINE_S + 30, log)
+        statuses = wait_until(over, "movies rolled back and music failed", 3 * DEADLINE_S + 30,
+                              detail=_operator_log(log))
         want = _expected(served.versions)
 
         def posted() -> list[tuple[str, str, str]] | None:
@@ -235,7 +228,8 @@ def _drive_operator(cluster: ControlPlane, statsd_url: str,
             reasons = Counter(r for *_, r in events)
             return events if all(reasons[r] >= n for r, n in want.items()) else None
 
-        events = _wait(posted, f"the operator's Events {dict(want)}", 30, log)
+        events = wait_until(posted, f"the operator's Events {dict(want)}", 30,
+                            detail=_operator_log(log))
         return events, statuses
     finally:
         op.terminate()
@@ -277,7 +271,7 @@ def served(graphite, tmp_path_factory: pytest.TempPathFactory) -> Served:
     user, item = counts.most_common(1)[0][0], items.most_common(1)[0][0]
 
     t = time.perf_counter()
-    index_port, api_port = serve.free_port(), serve.free_port()
+    index_port, api_port = free_port(), free_port()
     settings = settings.replace(index_url=f"http://127.0.0.1:{index_port}")
     index = serve.start("index", settings, index_port, log_path=str(data / "index.log"))
     api = serve.start("api", settings, api_port, log_path=str(data / "api.log"))
@@ -301,7 +295,7 @@ def cluster(served: Served) -> Iterator[ControlPlane]:
     """A control plane of this module's own, whose kwok never readies ``served.unready``.
 
     Started after the gunicorn services stopped: its components hold many client connections
-    on 127.0.0.1, whose ephemeral ports ``serve.free_port()`` might hand out meanwhile.
+    on 127.0.0.1, whose ephemeral ports ``free_port()`` might hand out meanwhile.
     """
     t = time.perf_counter()
     cp = ControlPlane(unready_versions=(str(served.unready),))

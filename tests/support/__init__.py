@@ -11,6 +11,7 @@ Helpers:
 * ``servers/``   the server processes (one module per server; ``python -m support.servers``).
 * ``k8s``        a Kubernetes control plane on 127.0.0.1 (etcd, apiserver, kwok).
 * ``net``        free ports, one-shot TCP requests, HTTP GETs.
+* ``waiting``    ``wait_until`` a condition holds; ``wait_for_probe`` a starting server answers.
 * ``streams``    producing to and counting Kafka topics.
 * ``event_lines``      random and malformed JSON event lines (decoder tests).
 * ``planted_catalog``  a small embedding version with known answers (app tests).

@@ -13,6 +13,7 @@ from recengine import serve
 from recengine.config import Settings
 from recengine.synth import SynthConfig, write_stream
 from recengine.trainer.run import build_trainer
+from support.net import free_port
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Services:
 @pytest.fixture(scope="session")
 def services(engine: Engine) -> Iterator[Services]:
     """The index service and the API under real gunicorn, on free ports of 127.0.0.1."""
-    index_port, api_port = serve.free_port(), serve.free_port()
+    index_port, api_port = free_port(), free_port()
     settings = engine.settings.replace(index_url=f"http://127.0.0.1:{index_port}")
     procs: list[subprocess.Popen] = []
     try:

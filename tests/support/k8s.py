@@ -15,8 +15,8 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -24,6 +24,7 @@ import urllib3
 
 from .net import free_port
 from .servers import ServerError, tail
+from .waiting import wait_for_probe
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "recengine-test-admin-token"
@@ -254,19 +255,15 @@ class ControlPlane:
         self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
 
-    def _wait(self, ready, what: str, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + timeout_s
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            for name, p in self.procs.items():
-                if p.poll() is not None:
-                    raise ServerError(f"{name} exited ({p.returncode}):\n"
-                                      f"{tail(self.dir / f'{name}.log')}")
-            try:
-                if ready():
-                    return
-            except Exception as exc:  # not up yet
-                last = exc
-            time.sleep(0.3)
-        logs = "\n".join(f"--- {n}\n{tail(self.dir / f'{n}.log')}" for n in self.procs)
-        raise ServerError(f"{what} not ready after {timeout_s:.0f}s ({last}):\n{logs}")
+    def _wait(self, ready: Callable[[], object], what: str, timeout_s: float) -> None:
+        wait_for_probe(ready, f"{what} to be ready", timeout_s, check=self._check_running,
+                       logs=self._logs, error=ServerError)
+
+    def _check_running(self) -> None:
+        for name, p in self.procs.items():
+            if p.poll() is not None:
+                raise ServerError(f"{name} exited ({p.returncode}):\n"
+                                  f"{tail(self.dir / f'{name}.log')}")
+
+    def _logs(self) -> str:
+        return "\n".join(f"--- {n}\n{tail(self.dir / f'{n}.log')}" for n in self.procs)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import falcon.inspect
 import falcon.testing
 import numpy as np
 import pytest
+from support.net import free_port
 from support.planted_catalog import Catalog, item_meta, publish_catalog, settings_for
 
 from recengine.api.app import create_app, openapi_document
@@ -32,12 +32,6 @@ ALICE_RECENT = [("i10", T0), ("i5", T0 - 60)]
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """No access log on stderr."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +70,7 @@ def client(data_dir: Path, index_url: str) -> falcon.testing.TestClient:
 @pytest.fixture
 def down_client(data_dir: Path) -> falcon.testing.TestClient:
     """The API with its index service down (nothing listens on the port)."""
-    return _api(data_dir, f"http://127.0.0.1:{_free_port()}", index_timeout_s=0.2)
+    return _api(data_dir, f"http://127.0.0.1:{free_port()}", index_timeout_s=0.2)
 
 
 def assert_error(resp: falcon.testing.Result, status: int) -> dict:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.net import free_port
 
 from recengine.backends.registry import open_metrics
 from recengine.backends.statsd import StatsdMetrics
@@ -31,12 +32,6 @@ def receiver() -> Iterator[socket.socket]:
 
 def _packets(sock: socket.socket, n: int) -> list[str]:
     return [sock.recv(4096).decode() for _ in range(n)]
-
-
-def _closed_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _emit_everything(m: Metrics, n: int) -> float:
@@ -63,7 +58,7 @@ def test_statsd_metrics_are_named_recengine_service_metric(receiver):
 
 
 def test_with_nothing_listening_sends_neither_block_nor_raise():
-    m = open_metrics(parse_url("metrics", f"statsd://127.0.0.1:{_closed_udp_port()}"), "api")
+    m = open_metrics(parse_url("metrics", f"statsd://127.0.0.1:{free_port()}"), "api")
     assert isinstance(m, StatsdMetrics)
     elapsed = _emit_everything(m, 2000)
     m.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from ..net import free_port, port_is_free, udp_port_is_free
+from ..waiting import wait_for_probe
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 INSTALL_SH = REPO_ROOT / "tools" / "infra" / "install.sh"
@@ -360,27 +361,17 @@ class Server(ABC):
                 time.sleep(0.1)
 
     def _wait_ready(self, proc: ManagedProcess, deadline: float) -> None:
-        last_error: BaseException | None = None
-        delay = 0.05
-        while True:
+        def running() -> None:
             if not proc.running():
                 code = proc.popen.returncode if proc.popen is not None else None
                 raise ServerError(
                     f"{self.name}: {proc.name} exited with code {code} during startup\n"
                     f"{self.log_tail()}"
                 )
-            try:
-                if self._probe(proc):
-                    return
-            except Exception as e:  # the server is not ready yet
-                last_error = e
-            if time.monotonic() > deadline:
-                raise ServerError(
-                    f"{self.name}: {proc.name} not ready after {self.startup_timeout:.0f}s "
-                    f"(last probe error: {last_error!r})\n{self.log_tail()}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+
+        wait_for_probe(lambda: self._probe(proc), f"{self.name}: {proc.name} to answer",
+                       max(0.0, deadline - time.monotonic()), check=running, logs=self.log_tail,
+                       interval_s=0.2, error=ServerError)
 
     # PID registry: a session killed with SIGKILL cannot stop its servers; the next start of
     # the same server reaps them, but only when their owner is gone and the PID still runs
