@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from support.kube_objects import catalog, engine_spec, manifest
 
 from recengine_operator.policy import choose_version, gate_verdict, quality_summary
@@ -67,13 +68,21 @@ def test_gate_rejects_a_version_evaluated_on_fewer_than_min_evaluated_events():
 def test_gate_rejects_a_version_without_the_metric():
     why = gate_verdict(manifest(8, recall=None), manifest(7), QualityGate(), version=8,
                        current=7)
-    assert why is not None and "no recall_at_10" in why
+    assert why == "version 8 reports no recall_at_10 in its manifest"
 
 
-def test_gate_rejects_a_non_finite_metric():
-    why = gate_verdict(manifest(8, recall=float("nan")), manifest(7), QualityGate(), version=8,
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), True, "0.4"])
+def test_gate_rejects_a_metric_that_is_not_a_finite_number(value: object):
+    candidate = manifest(8)
+    candidate["quality"]["recall_at_10"] = value
+    why = gate_verdict(candidate, manifest(7), QualityGate(), version=8, current=7)
+    assert why == "version 8 reports no recall_at_10 in its manifest"
+
+
+def test_gate_ignores_a_baseline_whose_metric_is_not_finite():
+    why = gate_verdict(manifest(8, 0.01), manifest(7, float("nan")), QualityGate(), version=8,
                        current=7)
-    assert why is not None
+    assert why is None
 
 
 def test_gate_without_a_current_version_checks_only_min_evaluated():
@@ -136,7 +145,11 @@ def test_pinned_does_not_retry_a_version_that_failed():
     cat = catalog(manifest(7), manifest(8))
     decision = choose(engine_spec("Pinned", 8), cat, current=7, failed=[8])
     assert decision.target is None
-    assert decision.problem is not None and decision.problem[0] == "PinnedVersionFailed"
+    assert decision.reason == "pinned version 8 failed to roll out"
+    assert decision.problem is not None
+    reason, message = decision.problem
+    assert reason == "PinnedVersionFailed"
+    assert message.startswith("pinned embedding version 8 failed to roll out;")
 
 
 def test_the_decision_reports_the_metric_beside_both_popularity_baselines() -> None:
