@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from support.api import wait_for_user_answer
 from support.net import free_port
 from support.streams import produce
 
@@ -87,14 +88,7 @@ def test_recommend_reflects_events_produced_seconds_earlier(stack: Stack, kafka)
     produce(kafka.bootstrap_servers, stack.settings.events_topic,
             [{"user_id": user, "item_id": stack.known_item, "event": "click", "ts": time.time()}])
     t0 = time.monotonic()
-    body: dict = {}
-    while time.monotonic() - t0 < 30:
-        body = requests.get(f"{stack.api}/recommend", params={"user_id": user},
-                            timeout=5).json()
-        if body["based_on"] == "user":
-            break
-        time.sleep(0.05)
-    assert body["based_on"] == "user", body
+    body = wait_for_user_answer(stack.api, user, 30)
     assert stack.known_item not in {x["item_id"] for x in body["items"]}
     assert time.monotonic() - t0 < 10
 
@@ -105,14 +99,8 @@ def test_posted_events_go_through_kafka_to_the_model(stack: Stack) -> None:
         {"user_id": user, "item_id": stack.known_item, "ts": time.time()},
         {"user_id": "", "item_id": "x", "ts": 1}])
     assert r.status_code == 202 and r.json()["accepted"] == 1
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 30:
-        body = requests.get(f"{stack.api}/recommend", params={"user_id": user},
-                            timeout=5).json()
-        if body["based_on"] == "user":
-            return
-        time.sleep(0.05)
-    pytest.fail("posted event never reached the model")
+    body = wait_for_user_answer(stack.api, user, 30)
+    assert stack.known_item not in {x["item_id"] for x in body["items"]}
 
 
 def test_the_trainer_log_says_nothing_went_wrong(stack: Stack) -> None:

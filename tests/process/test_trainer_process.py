@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from support.api import wait_for_user_answer
 
 from recengine import serve
 from recengine.backends.files import FileArtifactStore, FileEventSource
@@ -105,17 +106,9 @@ def test_recommend_reflects_events_posted_seconds_earlier(services, engine) -> N
         user = f"fresh-{random.randrange(10**9)}"
         posted = [{"user_id": user, "item_id": engine.known_item, "event": "view",
                    "ts": time.time()}]
-        t0 = time.monotonic()
         r = requests.post(f"{services.api}/events", json=posted, timeout=5)
         assert r.status_code == 202
-        body = None
-        while time.monotonic() - t0 < 60:
-            body = requests.get(f"{services.api}/recommend", params={"user_id": user},
-                                timeout=5).json()
-            if body["based_on"] == "user":
-                break
-            time.sleep(0.1)
-        assert body is not None and body["based_on"] == "user", body
+        body = wait_for_user_answer(services.api, user, 60, interval_s=0.1)
         assert engine.known_item not in {x["item_id"] for x in body["items"]}
     finally:
         trainer.send_signal(signal.SIGTERM)
