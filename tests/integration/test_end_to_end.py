@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from support.api import wait_for_user_answer
-from support.net import free_port
+from support.gunicorn import gunicorn_services
 from support.streams import produce
 
 from recengine import serve
@@ -61,19 +61,11 @@ def stack(kafka, mongo, redis_server, tmp_path_factory) -> Iterator[Stack]:
         assert trainer.poll() is None, (data_dir / "trainer.log").read_text()[-3000:]
         time.sleep(0.5)
     assert store.versions(), "no version published to GridFS"
-    index_port, api_port = free_port(), free_port()
-    settings = settings.replace(index_url=f"http://127.0.0.1:{index_port}")
-    procs = [serve.start("index", settings, index_port, log_path=str(data_dir / "index.log")),
-             serve.start("api", settings, api_port, log_path=str(data_dir / "api.log"))]
+    item = next(r["item_id"] for r in records if isinstance(r, dict))
     try:
-        serve.wait_ready(f"http://127.0.0.1:{index_port}/readyz", procs[0])
-        serve.wait_ready(f"http://127.0.0.1:{api_port}/readyz", procs[1])
-        item = next(r["item_id"] for r in records if isinstance(r, dict))
-        yield Stack(settings, f"http://127.0.0.1:{api_port}",
-                    f"http://127.0.0.1:{index_port}", trainer, item)
+        with gunicorn_services(settings, data_dir) as services:
+            yield Stack(services.settings, services.api, services.index, trainer, item)
     finally:
-        for p in procs:
-            serve.stop(p)
         trainer.send_signal(signal.SIGTERM)
         trainer.wait(120)
 

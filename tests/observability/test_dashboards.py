@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 import requests
+from support.gunicorn import gunicorn_services
 from support.k8s import ControlPlane
-from support.net import free_port
 from support.servers import tail
 from support.waiting import wait_until
 
@@ -271,21 +271,13 @@ def served(graphite, tmp_path_factory: pytest.TempPathFactory) -> Served:
     user, item = counts.most_common(1)[0][0], items.most_common(1)[0][0]
 
     t = time.perf_counter()
-    index_port, api_port = free_port(), free_port()
-    settings = settings.replace(index_url=f"http://127.0.0.1:{index_port}")
-    index = serve.start("index", settings, index_port, log_path=str(data / "index.log"))
-    api = serve.start("api", settings, api_port, log_path=str(data / "api.log"))
-    try:
-        serve.wait_ready(f"http://127.0.0.1:{index_port}/readyz", index)
-        serve.wait_ready(f"http://127.0.0.1:{api_port}/readyz", api)
-        _traffic(f"http://127.0.0.1:{api_port}", user, item)
-        serve.stop(index)  # the index is down: answers are degraded, not failed
+    with gunicorn_services(settings, data) as services:
+        settings = services.settings
+        _traffic(services.api, user, item)
+        serve.stop(services.index_proc)  # the index is down: answers are degraded, not failed
         for _ in range(5):
-            r = requests.get(f"http://127.0.0.1:{api_port}/recommend", params={"user_id": user})
+            r = requests.get(f"{services.api}/recommend", params={"user_id": user})
             assert r.status_code == 200 and r.json()["degraded"] == ["index"]
-    finally:
-        serve.stop(index)
-        serve.stop(api)
     seconds["serving"] = time.perf_counter() - t
     return Served(settings, len(lines), versions, seconds)
 
@@ -295,7 +287,7 @@ def cluster(served: Served) -> Iterator[ControlPlane]:
     """A control plane of this module's own, whose kwok never readies ``served.unready``.
 
     Started after the gunicorn services stopped: its components hold many client connections
-    on 127.0.0.1, whose ephemeral ports ``free_port()`` might hand out meanwhile.
+    on 127.0.0.1, whose ephemeral ports ``support.net.free_port()`` might hand out meanwhile.
     """
     t = time.perf_counter()
     cp = ControlPlane(unready_versions=(str(served.unready),))

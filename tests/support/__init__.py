@@ -13,6 +13,7 @@ Helpers:
 * ``net``        free ports, one-shot TCP requests, HTTP GETs.
 * ``waiting``    ``wait_until`` a condition holds; ``wait_for_probe`` a starting server answers.
 * ``streams``    producing to and counting Kafka topics.
+* ``gunicorn``   the index service and the API under gunicorn on free ports.
 * ``api``        the recommender API as clients use it (waiting for a user's answer).
 * ``event_lines``      random and malformed JSON event lines (decoder tests).
 * ``planted_catalog``  a small embedding version with known answers (app tests).

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from recengine import serve
 from recengine.config import Settings
 from recengine.synth import SynthConfig, write_stream
 from recengine.trainer.run import build_trainer
-from support.net import free_port
+
+from .gunicorn import Services, gunicorn_services
 
 
 @dataclass
@@ -45,28 +44,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
                   lr.users.id(busiest), lr.popular(1)[0][0])
 
 
-@dataclass
-class Services:
-    index: str
-    api: str
-    settings: Settings
-
-
 @pytest.fixture(scope="session")
 def services(engine: Engine) -> Iterator[Services]:
     """The index service and the API under real gunicorn, on free ports of 127.0.0.1."""
-    index_port, api_port = free_port(), free_port()
-    settings = engine.settings.replace(index_url=f"http://127.0.0.1:{index_port}")
-    procs: list[subprocess.Popen] = []
-    try:
-        procs.append(serve.start("index", settings, index_port, workers=2,
-                                 log_path=str(engine.data_dir / "index.log")))
-        procs.append(serve.start("api", settings, api_port, workers=2,
-                                 log_path=str(engine.data_dir / "api.log")))
-        serve.wait_ready(f"http://127.0.0.1:{index_port}/readyz", procs[0])
-        serve.wait_ready(f"http://127.0.0.1:{api_port}/readyz", procs[1])
-        yield Services(f"http://127.0.0.1:{index_port}", f"http://127.0.0.1:{api_port}",
-                       settings)
-    finally:
-        for p in procs:
-            serve.stop(p)
+    with gunicorn_services(engine.settings, engine.data_dir, workers=2) as running:
+        yield running
