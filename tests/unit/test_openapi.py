@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,8 @@ import falcon.inspect
 import falcon.testing
 import jsonschema_rs
 import pytest
-from planted_catalog import DIM, Catalog, publish_catalog, settings_for
+from support.net import free_port
+from support.planted_catalog import DIM, Catalog, publish_catalog, settings_for
 
 from recengine.api import app as api_app
 from recengine.events import EventError, validate
@@ -38,12 +38,6 @@ class Recorded(Metrics):
         self.sent.append(("timer", name))
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def index(catalog: Catalog) -> falcon.testing.TestClient:
     app = index_app.create_app(settings_for(catalog.data_dir), load=False,
@@ -58,7 +52,7 @@ def api(tmp_path: Path) -> falcon.testing.TestClient:
     """The API with its index service down: popular answers, degraded, and every error."""
     publish_catalog(tmp_path)
     app = api_app.create_app(settings_for(tmp_path, index_timeout_s=0.2,
-                                          index_url=f"http://127.0.0.1:{_closed_port()}"))
+                                          index_url=f"http://127.0.0.1:{free_port()}"))
     return falcon.testing.TestClient(app)
 
 
