@@ -18,4 +18,5 @@ Helpers:
 * ``event_lines``      random and malformed JSON event lines (decoder tests).
 * ``planted_catalog``  a small embedding version with known answers (app tests).
 * ``kube_objects``     plain-dict Deployments, manifests and specs (operator tests).
+* ``knn_reference``    reference recall@10 of two simple rankers (generator tests).
 """
