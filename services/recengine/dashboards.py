@@ -130,14 +130,16 @@ def overview_dashboard() -> dict[str, Any]:
            "POST /events refused.", unit="reqps"),
         Panel("Recall@10: model vs popularity", [
             alias(series("trainer", "recall_at_k"), "model (served ranking)"),
-            alias(series("trainer", "popularity_recall_at_k"), "popularity baseline"),
+            alias(series("trainer", "plain_popularity_recall_at_k"), "all-time popularity"),
+            alias(series("trainer", "decayed_popularity_recall_at_k"), "decayed popularity"),
         ], "Rolling recall@k measured test-then-train on the stream: the ranking the API "
-           "serves against the popularity baseline.", unit="percentunit"),
+           "serves against both popularity baselines on the same events (all-time counts and "
+           "counts decayed over events).", unit="percentunit"),
         Panel("Lift over popularity", [
             alias(f"divideSeries({series('trainer', 'recall_at_k')},"
                   f"{series('trainer', 'popularity_recall_at_k')})", "model / popularity"),
-        ], "How many times the popularity baseline's recall the model reaches (above 1: "
-           "personalisation pays).", unit="none"),
+        ], "How many times the stronger popularity baseline's recall the model reaches (above "
+           "1: personalisation pays).", unit="none"),
         Panel("Embedding version", [
             alias(series("trainer", "version"), "published"),
             alias(series("index", "version"), "served"),
@@ -280,6 +282,24 @@ def trainer_dashboard() -> dict[str, Any]:
             alias(series("trainer", "neighbour_pairs"), "neighbour pairs"),
         ], "Items tracked by the popularity sketch, category sketches, and item-to-item "
            "neighbour pairs of the last published version.", unit="short"),
+        Panel("Self-tuning: recall@10 of every raced ranking", [
+            f"aliasByNode({series('trainer', 'tuning_recall_{slot}')},4)",
+            alias(series("trainer", "decayed_popularity_recall_at_k"), "decayed popularity"),
+            alias(series("trainer", "plain_popularity_recall_at_k"), "all-time popularity"),
+        ], "The population of rankings the trainer races on the same evaluated events: "
+           "tuning_recall_0 is the ranking in force (served); the others are challengers, each "
+           "over the events since it joined the race.", unit="percentunit"),
+        Panel("Self-tuning: the ranking in force", [
+            alias(series("trainer", "ranking_blend"), "model weight"),
+            alias(series("trainer", "ranking_pop_blend"), "popularity weight"),
+            alias(series("trainer", "ranking_recency_decay"), "recency decay"),
+        ], "The weights of the ranking the index serves; a step is a switch to a challenger "
+           "that won its paired test.", unit="none"),
+        Panel("Self-tuning: recent items used and switches", [
+            alias(series("trainer", "ranking_recent_used"), "recent items that score"),
+            alias(series("trainer", "ranking_switches"), "switches so far"),
+        ], "How many of a user's recent items the ranking in force reads, and how many times "
+           "a challenger has replaced it.", unit="short"),
     ])
 
 
