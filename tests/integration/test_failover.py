@@ -99,12 +99,17 @@ def test_the_standby_takes_over_on_a_crash_and_a_clean_handover_without_loss(
         b.start()
         wait_until(lambda: "standing by: replica-a holds the trainer lease" in b.output(),
                    "replica-b to stand by", 60, interval_s=0.3)
-        produce(kafka.bootstrap_servers, s.events_topic, chunks[1])
-        time.sleep(1.0)
+        # The kill lands mid-stream whatever the machine's speed: replica-a has checkpointed
+        # part of the second chunk, and the rest of it is produced only after the kill.
+        half = len(chunks[1]) // 2
+        produce(kafka.bootstrap_servers, s.events_topic, chunks[1][:half])
+        wait_until(lambda: counters().get("consumed", 0) > len(chunks[0]),
+                   "replica-a to checkpoint part of the second chunk", 120, interval_s=0.1)
         epoch_a = lease.current().epoch  # type: ignore[union-attr]
         a.kill()  # mid-stream: it held partitions, offsets and unflushed work
         before = counters().get("consumed", 0)
-        assert before < len(chunks[0]) + len(chunks[1]), "the kill must land mid-stream"
+        assert len(chunks[0]) < before <= len(chunks[0]) + half
+        produce(kafka.bootstrap_servers, s.events_topic, chunks[1][half:])
 
         # The standby takes over once the lease expires, from the latest checkpoint.
         wait_until(lambda: holder() == "replica-b", "replica-b to take the lease", 60,
