@@ -136,6 +136,16 @@ class Settings(Declared, env_prefix=ENV_PREFIX):
     ``kafka://host:port[/topic]`` (topic default ``<name>.events``)."""
     events_format: str = "auto"
     """Format of a file stream: ``auto`` (by extension), ``jsonl``, ``csv`` or ``tsv``."""
+    event_max_bytes: int = 65_536
+    """Largest event record (one line, or one event of ``POST /events`` as JSON) accepted;
+    a larger one is rejected before it is decoded."""
+    event_max_depth: int = 32
+    """Deepest nesting of arrays and objects in an event record (the event object is depth 1,
+    its metadata 2); a deeper one is rejected before it is decoded."""
+    event_max_future_s: float = 3600.0
+    """Events whose time is further than this in the future of the validating process's wall
+    clock are rejected (a broken producer clock). Decays run on the event count, not on
+    time, so this guards against nonsense, not against drift."""
     dlq_url: URL = ""
     """Dead-letter sink for rejected events: ``file://path`` (default under data_dir) or
     ``kafka://host:port[/topic]`` (topic default ``<name>.events.dlq``)."""
@@ -340,6 +350,9 @@ class Settings(Declared, env_prefix=ENV_PREFIX):
             (self.versions_kept >= 1, "versions_kept must be >= 1"),
             (self.index_threads >= 1, "index_threads must be >= 1"),
             (self.checkpoints_kept >= 1, "checkpoints_kept must be >= 1"),
+            (self.event_max_bytes >= 256, "event_max_bytes must be >= 256"),
+            (self.event_max_depth >= 2, "event_max_depth must be >= 2"),
+            (self.event_max_future_s >= 0, "event_max_future_s must be >= 0"),
             (self.index_version == "latest" or self.index_version.isdigit(),
              "index_version must be a number or 'latest'"),
         ]

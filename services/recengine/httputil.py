@@ -75,7 +75,10 @@ def json_body(req: falcon.Request, max_bytes: int = 1_048_576) -> Any:
     try:  # a request body is JSON, which has no NaN: the OpenAPI documents could not say it
         return loads(raw, allow_nan=False)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise falcon.HTTPBadRequest(title="Invalid JSON", description=str(exc)) from None
+        raise falcon.HTTPBadRequest(title="Invalid JSON", description=str(exc)[:200]) from None
+    except RecursionError:  # "[" nested thousands deep: the client's fault, not a 500
+        raise falcon.HTTPBadRequest(title="Invalid JSON",
+                                    description="nested too deep to decode") from None
 
 
 class Health:

@@ -19,9 +19,11 @@ import numpy as np
 
 from recengine.config import BackendURL, Settings
 from recengine.events import (
+    DEFAULT_LIMITS,
     Event,
     EventBatch,
     EventError,
+    Limits,
     Rejected,
     parse,
 )
@@ -110,7 +112,8 @@ class EventSource(ABC):
         """Release resources."""
 
 
-def decode(raws: Sequence[bytes], fmt: str) -> tuple[EventBatch, list[Rejected]]:
+def decode(raws: Sequence[bytes], fmt: str, limits: Limits = DEFAULT_LIMITS
+           ) -> tuple[EventBatch, list[Rejected]]:
     """Validate raw records one by one with the exact parser: the good events in order (as a
     batch, which is also a sequence of :class:`Event`), and the rejects with their reasons.
     The trainer decodes JSON lines with its compiled scanner instead
@@ -119,7 +122,7 @@ def decode(raws: Sequence[bytes], fmt: str) -> tuple[EventBatch, list[Rejected]]
     bad: list[Rejected] = []
     for n, raw in enumerate(raws):
         try:
-            good.append(parse(raw, fmt))
+            good.append(parse(raw, fmt, limits))
         except EventError as exc:
             bad.append(Rejected(raw, str(exc), n))
     return EventBatch.from_events(good), bad

@@ -23,7 +23,7 @@ from recengine.backends.registry import (
 )
 from recengine.config import Settings
 from recengine.errors import RecEngineError
-from recengine.events import Event, EventError, validate
+from recengine.events import Event, EventError, Limits, validate
 from recengine.httputil import NotReady, Ready, dumps, json_app, json_body
 from recengine.metrics import Metrics
 from recengine.openapi import Document, Served
@@ -64,6 +64,7 @@ class Events:
         self.api_key = settings.events_api_key()
         self.max_batch = settings.api_max_batch
         self.max_bytes = settings.api_max_body_bytes
+        self.limits = Limits.of(settings)
         self.metrics = metrics
 
     def _authorize(self, req: falcon.Request) -> None:
@@ -94,9 +95,16 @@ class Events:
         rejected: list[dict[str, Any]] = []
         for n, rec in enumerate(records):
             try:
-                good.append(validate(rec))
+                event = validate(rec, self.limits)
+                # The line the trainer will read must pass its size limit too.
+                size = len(event.to_json().encode())
+                if size > self.limits.max_bytes:
+                    raise EventError(f"event of {size} bytes as JSON is larger than "
+                                     f"{self.limits.max_bytes}")
             except EventError as exc:
                 rejected.append({"index": n, "reason": str(exc)})
+                continue
+            good.append(event)
         try:
             self.sink.append(good)
         except (OSError, RecEngineError) as exc:

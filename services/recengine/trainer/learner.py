@@ -21,7 +21,7 @@ import numpy as np
 from recengine.config import Settings
 from recengine.cooc import ItemNeighbours, RecentItems
 from recengine.evaluation import RecallTracker, SeenItems
-from recengine.events import EventBatch, Rejected
+from recengine.events import EventBatch, Limits, Rejected
 from recengine.model import GMF
 from recengine.popularity import ItemCounts, Popularity
 from recengine.ranking import (
@@ -70,6 +70,7 @@ class Learner:
         s = settings
         self.settings = s
         self.weights_table = s.weights
+        self.limits = Limits.of(s)
         self.users = Vocabulary()
         self.items = Vocabulary()
         self.model = GMF(s.dim, s.initial_users, s.initial_items, growth=s.growth, lr=s.lr,
@@ -113,13 +114,14 @@ class Learner:
                     return self._rows_of(raws, fmt)
             d = self._decoder
             if d is None or d.users is not self.users or d.items is not self.items:
-                d = self._decoder = RowDecoder(self.users, self.items, self.weights_table)
+                d = self._decoder = RowDecoder(self.users, self.items, self.weights_table,
+                                               self.limits)
             return d.decode(raws, data)
         return self._rows_of(raws, fmt)
 
     def _rows_of(self, raws: Sequence[bytes], fmt: str) -> tuple[RowBatch, list[Rejected]]:
         """The string path: events parsed and validated as strings, then mapped to rows."""
-        batch, rejected = decode(raws, fmt)
+        batch, rejected = decode(raws, fmt, self.limits)
         return self.rows(batch), rejected
 
     def rows(self, batch: EventBatch) -> RowBatch:

@@ -45,7 +45,15 @@ from dataclasses import dataclass, field
 import msgspec
 import numpy as np
 
-from recengine.events import EventError, Rejected, description, parse_json
+from recengine.events import (
+    DEFAULT_LIMITS,
+    EventError,
+    Limits,
+    Rejected,
+    description,
+    nesting_depth,
+    parse_json,
+)
 from recengine.sources import Lines
 from recengine.trainer.id_index import IdIndex
 from recengine.trainer.json_scanner import (
@@ -193,8 +201,10 @@ def _resolve(vocab: Vocabulary, rows: np.ndarray, status: np.ndarray, spans: np.
 class RowDecoder:
     """Decodes JSON event lines into :class:`RowBatch` es for one learner's vocabularies."""
 
-    def __init__(self, users: Vocabulary, items: Vocabulary, weights: dict[str, float]) -> None:
+    def __init__(self, users: Vocabulary, items: Vocabulary, weights: dict[str, float],
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.users, self.items = users, items
+        self.limits = limits
         self.kinds = Vocabulary(["view"])  # row 0 is the default type
         self._weights_table = weights
         self._kind_weights = np.zeros(0, dtype=np.float32)
@@ -231,14 +241,25 @@ class RowDecoder:
         scan(buf, starts, ends, Lookups(u_ix.arrays, i_ix.arrays, k_ix.arrays),
              KnownDescriptions(d.at, d.cat, d.meta, d.arena), NewIds.for_lines(n), out)
         status, rows, spans, ts, desc = out
+        # The limits the scanner does not know (a line's size, the wall clock): a line past
+        # them goes to the exact parser, which rejects it with its reason.
+        limits = self.limits
+        past = (status == FAST) & (((ends - starts) > limits.max_bytes)
+                                   | (ts > limits.max_ts()))
+        if past.any():
+            status[past], desc[past] = SLOW, NONE
+            rows[past] = UNKNOWN
 
-        # New descriptions: decode them (which validates the metadata object).
+        # New descriptions: decode them (which validates the metadata object); one nested too
+        # deep (or refused) goes to the exact parser.
         docs: dict[int, dict] = {}
         for r in np.flatnonzero(desc == NEW).tolist():
             ca, cb, ma, mb = spans[r, CAT:META + 2].tolist()
             try:
+                if ma >= 0 and nesting_depth(data[ma:mb]) >= limits.max_depth:
+                    raise ValueError("nested too deep")
                 meta = _METADATA.decode(data[ma:mb]) if ma >= 0 else None
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, ValueError, RecursionError):
                 status[r], desc[r] = SLOW, NONE
                 rows[r] = UNKNOWN
                 continue
@@ -249,7 +270,7 @@ class RowDecoder:
         events = {}
         for r in np.flatnonzero(status == SLOW).tolist():
             try:
-                e = events[r] = parse_json(raws[r])
+                e = events[r] = parse_json(raws[r], limits)
             except EventError as exc:
                 rejected.append(Rejected(raws[r], str(exc), r))
                 status[r] = REJECTED
