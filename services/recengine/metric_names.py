@@ -129,6 +129,8 @@ METRICS: tuple[Metric, ...] = (
        "item-to-item neighbour pairs in the last published co-occurrence table"),
     _m("trainer", TIMER, "checkpoint_ms", "writing one checkpoint and committing its position"),
     _m("trainer", COUNTER, "checkpoints", "checkpoints written"),
+    _m("trainer", COUNTER, "checkpoints_unusable",
+       "checkpoints skipped at restart as torn, corrupt or unreadable (an older one is used)"),
     _m("trainer", TIMER, "publish_ms", "building and publishing one embedding version"),
     _m("trainer", COUNTER, "versions_published", "embedding versions published"),
     _m("trainer", GAUGE, "version", "number of the newest embedding version published"),

@@ -18,7 +18,6 @@ Only the trainer imports this module (and torch).
 
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -233,16 +232,18 @@ class GMF:
 
     # --- persistence ---------------------------------------------------------------------------
     def state(self) -> dict:
+        """The model as numpy arrays and plain values (no tensor): a checkpoint holds it
+        without pickle (:mod:`recengine.statecodec`), and reading one needs no torch."""
         return {
             "dim": self.dim, "growth": self.growth, "lr": self.lr, "reg": self.reg,
             "negatives": self.negatives, "passes": self.passes,
             "optimizer_name": self.optimizer_name,
-            "P": self.P.detach().clone(), "Q": self.Q.detach().clone(),
-            "bias": self.bias.detach().clone(), "w": self.w.detach().clone(),
-            # A snapshot: state_dict() holds the live Adagrad accumulators, which later steps
-            # (and a model restored from the same dict) would otherwise keep changing.
-            "b": self.b.detach().clone(), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-            "rng": self.gen.get_state(), "growths": self.growths,
+            "P": _arrays(self.P), "Q": _arrays(self.Q), "bias": _arrays(self.bias),
+            "w": _arrays(self.w), "b": _arrays(self.b),
+            # A snapshot (copies): state_dict() holds the live Adagrad accumulators, which
+            # later steps (and a model restored from the same dict) would otherwise change.
+            "optimizer": _arrays(self.optimizer.state_dict()),
+            "rng": _arrays(self.gen.get_state()), "growths": self.growths,
         }
 
     @classmethod
@@ -250,13 +251,35 @@ class GMF:
         m = cls(state["dim"], 1, 1, growth=state["growth"], lr=state["lr"], reg=state["reg"],
                 negatives=state["negatives"], passes=state["passes"],
                 optimizer=state["optimizer_name"])
-        m.P = torch.nn.Parameter(state["P"])
-        m.Q = torch.nn.Parameter(state["Q"])
-        m.bias = torch.nn.Parameter(state["bias"])
-        m.w = torch.nn.Parameter(state["w"])
-        m.b = torch.nn.Parameter(state["b"])
+        m.P = torch.nn.Parameter(_tensors(state["P"]))
+        m.Q = torch.nn.Parameter(_tensors(state["Q"]))
+        m.bias = torch.nn.Parameter(_tensors(state["bias"]))
+        m.w = torch.nn.Parameter(_tensors(state["w"]))
+        m.b = torch.nn.Parameter(_tensors(state["b"]))
         m.optimizer = m._build_optimizer()
-        m.optimizer.load_state_dict(state["optimizer"])
-        m.gen.set_state(state["rng"])
+        m.optimizer.load_state_dict(_tensors(state["optimizer"]))
+        m.gen.set_state(_tensors(state["rng"]))
         m.growths = int(state["growths"])
         return m
+
+
+def _arrays(value: object) -> object:
+    """``value`` with every tensor replaced by a numpy copy (dicts, lists, tuples walked)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().copy()
+    if isinstance(value, dict):
+        return {k: _arrays(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_arrays(v) for v in value)
+    return value
+
+
+def _tensors(value: object) -> object:
+    """The inverse of :func:`_arrays`: every numpy array or scalar a tensor of its dtype."""
+    if isinstance(value, np.ndarray | np.generic):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, dict):
+        return {k: _tensors(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tensors(v) for v in value)
+    return value

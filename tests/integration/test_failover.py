@@ -4,7 +4,6 @@ event is applied exactly once across all of it."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -15,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 from support.streams import assert_applied_exactly_once, produce
 from support.waiting import wait_until
 
@@ -23,6 +21,7 @@ from recengine.backends.kafka import create_topics
 from recengine.backends.registry import open_artifact_store, open_lease
 from recengine.config import Settings, parse_url
 from recengine.sources import decode
+from recengine.statecodec import decode as decode_state
 from recengine.synth import SynthConfig, generate
 
 pytestmark = pytest.mark.integration
@@ -78,7 +77,7 @@ def test_the_standby_takes_over_on_a_crash_and_a_clean_handover_without_loss(
         latest = artifacts.latest_checkpoint()
         if latest is None:
             return {}
-        return torch.load(io.BytesIO(latest[1]), weights_only=False)["counters"]
+        return decode_state(latest[1])["counters"]
 
     def holder() -> str | None:
         st = lease.current()

@@ -3,7 +3,6 @@ and the trainer killed with SIGKILL over and over in the middle of a 200k-event 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -15,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-import torch
 from support.streams import assert_applied_exactly_once, count_records, produce
 
 from recengine.backends.files import FileArtifactStore
@@ -23,6 +21,7 @@ from recengine.backends.kafka import KafkaEventSink, create_topics
 from recengine.config import Settings
 from recengine.events import validate
 from recengine.sources import decode
+from recengine.statecodec import decode as decode_state
 from recengine.synth import SynthConfig, generate
 
 pytestmark = pytest.mark.integration
@@ -63,7 +62,7 @@ def _latest_counters(artifacts: FileArtifactStore) -> dict:
     latest = artifacts.latest_checkpoint()
     if latest is None:
         return {}
-    return torch.load(io.BytesIO(latest[1]), weights_only=False)["counters"]
+    return decode_state(latest[1])["counters"]
 
 
 def test_trainer_killed_ten_times_applies_every_event_exactly_once(kafka, tmp_path) -> None:

@@ -8,7 +8,6 @@ nothing before it is applied twice. ``source.commit`` is only called for covered
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
@@ -16,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from recengine.artifacts import ArtifactStore
 from recengine.config import Settings
-from recengine.errors import BackendUnavailable
+from recengine.errors import ArtifactError, BackendUnavailable
 from recengine.lease import TrainerLease, checkpoint_seq
 from recengine.metrics import Metrics
 from recengine.sources import DeadLetterSink, EventSource
+from recengine.statecodec import decode, encode
 from recengine.stores import Cache, UserRecord, UserStore
 from recengine.trainer.learner import Learner
 from recengine.trainer.userwriter import UserWriter
@@ -72,24 +71,41 @@ class Trainer:
 
     # --- restart -------------------------------------------------------------------------------
     def restore(self) -> bool:
-        """Continue from the newest checkpoint, if any; True when one was loaded."""
-        latest = self.artifacts.latest_checkpoint()
-        if latest is None:
+        """Continue from the newest readable checkpoint, if any; True when one was loaded.
+
+        A checkpoint whose checksum fails (torn by a crash of the store, corrupt on disk) or
+        which this version cannot read is skipped with a warning, and the one before it is
+        used: the stream is re-read from that older position, so nothing is lost or applied
+        twice. When checkpoints exist but none is readable, the trainer stops (ArtifactError):
+        starting over would apply the whole stream again on top of what was published."""
+        seqs = self.artifacts.checkpoints()
+        if not seqs:
             # Nothing is covered yet: rejects written by a run that died before its first
             # checkpoint will be written again when their events are read again.
             self.dlq.truncate({})
             return False
-        seq, data = latest
-        # Checkpoints are this trainer's own artifacts (trusted), holding numpy state too.
-        state = torch.load(io.BytesIO(data), weights_only=False)
-        self.learner = Learner.from_state(self.s, state["learner"])
-        self.source.seek(state["source"])
-        self.dlq.truncate(state["dlq"])
-        self.c = TrainerCounters(**state["counters"])
-        self.c.seq = seq
+        for seq in reversed(seqs):
+            try:
+                state = decode(self.artifacts.get_checkpoint(seq))
+                learner = Learner.from_state(self.s, state["learner"])
+                source, dlq, counters = state["source"], state["dlq"], state["counters"]
+            except (ArtifactError, KeyError, TypeError, ValueError) as exc:
+                log.warning("checkpoint %d is not usable, trying the one before it: %s", seq, exc)
+                self.metrics.incr("checkpoints_unusable")
+                continue
+            break
+        else:
+            raise ArtifactError(f"none of the {len(seqs)} checkpoints in the artifact store "
+                                "is readable (checkpoints written before format RECSTATE1 "
+                                "are not read); move them away to start over")
+        self.learner = learner
+        self.source.seek(source)
+        self.dlq.truncate(dlq)
+        self.c = TrainerCounters(**counters)
+        self.c.seq = max(seqs)  # the next checkpoint is numbered above every stored one
         # Rewrite every user once: a crash may have cut a flush short (see MongoUserStore).
         self.learner.dirty_users = set(range(len(self.learner.users)))
-        log.info("resumed from checkpoint %d at %s (%d events applied)", seq, state["source"],
+        log.info("resumed from checkpoint %d at %s (%d events applied)", seq, source,
                  self.c.applied)
         return True
 
@@ -276,9 +292,7 @@ class Trainer:
         counters = {k: v for k, v in vars(self.c).items()}
         state = {"learner": self.learner.state(), "source": position,
                  "dlq": self.dlq.position(), "counters": counters}
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        self.artifacts.put_checkpoint(self.c.seq, buf.getvalue())
+        self.artifacts.put_checkpoint(self.c.seq, encode(state))
         self.artifacts.prune_checkpoints(self.s.checkpoints_kept)
         self.source.commit(position)
         self._since_checkpoint = 0
