@@ -10,6 +10,7 @@ blob is written, and its blobs are checked against the manifest's :func:`checksu
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from abc import ABC, abstractmethod
 from typing import Self
@@ -29,6 +30,20 @@ def checksum(blobs: dict[str, bytes]) -> str:
         h.update(name.encode())
         h.update(hashlib.sha256(blobs[name]).digest())
     return "sha256:" + h.hexdigest()
+
+
+def parse_manifest(version: int, text: bytes | str, where: str) -> dict:
+    """A stored manifest's JSON as a dict; ArtifactError naming the version and ``where``
+    it is stored when it is torn or not an object (never a bare ValueError)."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise ArtifactError(f"embedding version {version}: manifest {where} is corrupt: "
+                            f"{exc}") from None
+    if not isinstance(doc, dict):
+        raise ArtifactError(f"embedding version {version}: manifest {where} is corrupt: "
+                            f"a JSON {type(doc).__name__}, not an object")
+    return doc
 
 
 class ArtifactStore(ABC):
@@ -77,6 +92,13 @@ class ArtifactStore(ABC):
     @abstractmethod
     def serving_marks(self) -> dict[str, tuple[int, float]]:
         """holder -> (version, when it last said so, epoch seconds)."""
+
+    def sweep(self, older_than_s: float) -> int:
+        """Remove what a crashed writer left behind (half-written or half-deleted versions,
+        temporary files, orphaned chunks) that is older than ``older_than_s``; returns how
+        many were removed. Only the trainer lease holder writes, so it sweeps: at start and
+        after each publish, with its lease's TTL as the age (a publish takes less)."""
+        return 0
 
     def close(self) -> None:
         """Release connections (nothing to do for files)."""

@@ -23,7 +23,7 @@ from typing import Self
 
 import numpy as np
 
-from recengine.artifacts import ArtifactStore
+from recengine.artifacts import ArtifactStore, parse_manifest
 from recengine.config import BackendURL, Settings
 from recengine.errors import ArtifactError, ConfigError
 from recengine.events import Event, Rejected, format_for_path, is_csv_header
@@ -34,6 +34,54 @@ _VERSION_DIR = re.compile(r"^(\d{9})$")
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{12,})\.bin$")
 #: The trainer lease's file in an artifact directory.
 LEASE_FILE = "trainer.lease"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the names in directory ``path`` (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_fully(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``: ``os.write`` may write less (a signal, a full pipe,
+    a file size limit) and says so only by its return value."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"write made no progress ({len(view)} bytes left)")
+        view = view[written:]
+
+
+def write_durable(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably: written to a temporary file in
+    the same directory, fsynced, renamed over ``path``, and the directory fsynced. On any
+    error (ENOSPC included) the temporary file is removed and the old ``path`` is intact."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        try:
+            write_fully(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    """Create ``path`` with ``data`` and fsync it (a file inside a directory renamed later)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        write_fully(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _artifact_dirs(root: Path, *subdirs: str) -> None:
@@ -50,7 +98,10 @@ class FileArtifactStore(ArtifactStore):
     """A directory: ``checkpoints/checkpoint-<seq>.bin`` and ``versions/<number>/<blob>``.
 
     Atomicity comes from rename(2): files and whole version directories are written under a
-    temporary name in the same directory, then renamed into place.
+    temporary name in the same directory, then renamed into place. Durability from fsync: of
+    every blob and manifest before the rename, and of the directory after it, so a power cut
+    never leaves a listed version or checkpoint with missing bytes. Temporary files are
+    removed on error (a full disk); those a crash leaves behind go with :meth:`sweep`.
     """
 
     def __init__(self, root: str | Path) -> None:
@@ -64,12 +115,7 @@ class FileArtifactStore(ArtifactStore):
         return cls(url.file_path)
 
     def put_checkpoint(self, seq: int, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.ckpt_dir, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.ckpt_dir / f"checkpoint-{seq:012d}.bin")
+        write_durable(self.ckpt_dir / f"checkpoint-{seq:012d}.bin", data)
 
     def checkpoints(self) -> list[int]:
         out = []
@@ -89,13 +135,17 @@ class FileArtifactStore(ArtifactStore):
         tmp = Path(tempfile.mkdtemp(dir=self.ver_dir, prefix=".tmp-"))
         try:
             for name, data in blobs.items():
-                (tmp / name).write_bytes(data)
+                _write_synced(tmp / name, data)
             while True:
                 number = (self.versions() or [0])[-1] + 1
                 doc = {**manifest, "version": number}
-                (tmp / "manifest.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
+                (tmp / "manifest.json").unlink(missing_ok=True)
+                _write_synced(tmp / "manifest.json",
+                              json.dumps(doc, indent=2, sort_keys=True).encode())
+                fsync_dir(tmp)
                 try:
                     os.rename(tmp, self.ver_dir / f"{number:09d}")
+                    fsync_dir(self.ver_dir)
                     return number
                 except OSError:
                     if not (self.ver_dir / f"{number:09d}").exists():
@@ -110,9 +160,10 @@ class FileArtifactStore(ArtifactStore):
     def manifest(self, version: int) -> dict:
         path = self.ver_dir / f"{version:09d}" / "manifest.json"
         try:
-            return json.loads(path.read_text())
+            text = path.read_bytes()
         except FileNotFoundError:
             raise ArtifactError(f"embedding version {version} does not exist") from None
+        return parse_manifest(version, text, str(path))
 
     def blob(self, version: int, name: str) -> bytes:
         try:
@@ -127,10 +178,8 @@ class FileArtifactStore(ArtifactStore):
         marks = self.ver_dir / ".serving"
         marks.mkdir(exist_ok=True)
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", holder)
-        fd, tmp = tempfile.mkstemp(dir=marks, prefix=".tmp-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"holder": holder, "version": int(version), "at": time.time()}, fh)
-        os.replace(tmp, marks / f"{safe}.json")
+        doc = {"holder": holder, "version": int(version), "at": time.time()}
+        write_durable(marks / f"{safe}.json", json.dumps(doc).encode())
 
     def serving_marks(self) -> dict[str, tuple[int, float]]:
         out: dict[str, tuple[int, float]] = {}
@@ -139,11 +188,32 @@ class FileArtifactStore(ArtifactStore):
             return out
         for p in marks.glob("*.json"):
             try:
-                doc = json.loads(p.read_text())
-            except (OSError, ValueError):
-                continue  # a mark being replaced; the next renewal brings it back
-            out[doc["holder"]] = (int(doc["version"]), float(doc["at"]))
+                doc = json.loads(p.read_bytes())
+                out[str(doc["holder"])] = (int(doc["version"]), float(doc["at"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a mark being replaced, or corrupt; the next renewal rewrites it
         return out
+
+    def sweep(self, older_than_s: float) -> int:
+        """Remove temporary files and directories a crash left (older than ``older_than_s``,
+        so one being written now is kept); returns how many."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        for folder in (self.ckpt_dir, self.ver_dir, self.ver_dir / ".serving"):
+            if not folder.is_dir():
+                continue
+            for p in folder.glob(".tmp-*"):
+                try:
+                    if p.lstat().st_mtime > cutoff:
+                        continue
+                    if p.is_dir():
+                        shutil.rmtree(p)
+                    else:
+                        p.unlink()
+                except FileNotFoundError:
+                    continue
+                removed += 1
+        return removed
 
 
 class FileLease(Lease):
@@ -171,9 +241,7 @@ class FileLease(Lease):
                 state = self._read()
                 result, new = change(state)
                 if new is not None:
-                    tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(vars(new)))
-                    os.replace(tmp, self.path)
+                    write_durable(self.path, json.dumps(vars(new)).encode())
                 return result
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -181,10 +249,13 @@ class FileLease(Lease):
 
     def _read(self) -> LeaseState | None:
         try:
-            doc = json.loads(self.path.read_text())
+            doc = json.loads(self.path.read_bytes())
+            return LeaseState(str(doc["holder"]), int(doc["epoch"]), float(doc["expires"]))
         except FileNotFoundError:
             return None
-        return LeaseState(str(doc["holder"]), int(doc["epoch"]), float(doc["expires"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(f"trainer lease {self.path} is corrupt ({type(exc).__name__}: "
+                                f"{exc}); remove it once no trainer runs") from None
 
     def acquire(self, holder: str, ttl_s: float) -> int | None:
         def change(st: LeaseState | None) -> tuple[object, LeaseState | None]:
@@ -388,7 +459,7 @@ class FileEventSink:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, data)
+            write_fully(fd, data)
             os.fsync(fd)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -16,16 +16,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Self
 
 import gridfs
 import numpy as np
 import pymongo
 from bson.binary import Binary
+from bson.objectid import ObjectId
 from pymongo import ASCENDING, MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from recengine.artifacts import ArtifactStore, checksum
+from recengine.artifacts import ArtifactStore, checksum, parse_manifest
 from recengine.config import BackendURL
 from recengine.errors import ArtifactError, BackendUnavailable
 from recengine.lease import Lease, LeaseState
@@ -131,6 +133,7 @@ class GridFSArtifactStore(ArtifactStore):
         db = self.client[db_name]
         self.fs = gridfs.GridFSBucket(db, bucket_name=f"{name}_artifacts")
         self.files = db[f"{name}_artifacts.files"]
+        self.chunks = db[f"{name}_artifacts.chunks"]
         self.versions_coll = db[f"{name}_versions"]
         self.serving_coll = db[f"{name}_serving"]
         self.host = url.host
@@ -227,7 +230,12 @@ class GridFSArtifactStore(ArtifactStore):
             raise self._wrap(exc) from None
         if doc is None:
             raise ArtifactError(f"embedding version {version} does not exist")
-        return json.loads(doc["manifest"])
+        text = doc.get("manifest")
+        where = f"in {self.versions_coll.name}"
+        if not isinstance(text, str | bytes):
+            raise ArtifactError(f"embedding version {version}: manifest {where} is corrupt: "
+                                "missing")
+        return parse_manifest(version, text, where)
 
     def blob(self, version: int, name: str) -> bytes:
         try:
@@ -239,12 +247,46 @@ class GridFSArtifactStore(ArtifactStore):
         try:
             # Hide it first, then remove its blobs: a reader never sees a half-deleted version.
             self.versions_coll.update_one({"_id": version}, {"$set": {"state": "deleting"}})
-            for doc in self.files.find({"metadata.kind": "blob", "metadata.version": version},
-                                       {"_id": 1}):
-                self.fs.delete(doc["_id"])
-            self.versions_coll.delete_one({"_id": version})
+            self._remove_version(version)
         except PyMongoError as exc:
             raise self._wrap(exc) from None
+
+    def _remove_version(self, version: int) -> None:
+        """Delete a hidden (``writing`` or ``deleting``) version's blobs, then its document."""
+        for doc in self.files.find({"metadata.kind": "blob", "metadata.version": version},
+                                   {"_id": 1}):
+            self.fs.delete(doc["_id"])
+        self.versions_coll.delete_one({"_id": version})
+
+    def sweep(self, older_than_s: float) -> int:
+        """Remove what a crash left: versions stuck in ``deleting`` (any age: they are hidden
+        already) or in ``writing`` for longer than ``older_than_s``, with their blobs; blobs
+        of versions that have no document; and chunks whose files document never came (an
+        upload cut short), by the age in their ``files_id``."""
+        removed = 0
+        cutoff = time.time() - older_than_s
+        try:
+            for doc in self.versions_coll.find(
+                    {"$or": [{"state": "deleting"},
+                             {"state": "writing", "started": {"$lt": cutoff}}]}, {"_id": 1}):
+                self._remove_version(int(doc["_id"]))
+                removed += 1
+            known = {d["_id"] for d in self.versions_coll.find({}, {"_id": 1})}
+            for doc in self.files.find({"metadata.kind": "blob"},
+                                       {"_id": 1, "metadata.version": 1, "uploadDate": 1}):
+                if (doc["metadata"]["version"] not in known
+                        and doc["uploadDate"].replace(tzinfo=UTC).timestamp() < cutoff):
+                    self.fs.delete(doc["_id"])
+                    removed += 1
+            files = {d["_id"] for d in self.files.find({}, {"_id": 1})}
+            for files_id in self.chunks.distinct("files_id"):
+                if (files_id not in files and isinstance(files_id, ObjectId)
+                        and files_id.generation_time.timestamp() < cutoff):
+                    self.chunks.delete_many({"files_id": files_id})
+                    removed += 1
+        except PyMongoError as exc:
+            raise self._wrap(exc) from None
+        return removed
 
     def mark_serving(self, holder: str, version: int) -> None:
         try:
@@ -328,4 +370,8 @@ class MongoLease(Lease):
             raise self._wrap(exc) from None
         if doc is None:
             return None
-        return LeaseState(str(doc["holder"]), int(doc["epoch"]), float(doc["expires"]))
+        try:
+            return LeaseState(str(doc["holder"]), int(doc["epoch"]), float(doc["expires"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"trainer lease in {self.coll.name} is corrupt "
+                                f"({type(exc).__name__}: {exc})") from None

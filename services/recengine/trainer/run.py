@@ -46,6 +46,7 @@ def build_trainer(settings: Settings, lease: TrainerLease | None = None) -> Trai
         lease=lease,
     )
     trainer.retrying(trainer.restore, "load the latest checkpoint")
+    trainer.retrying(trainer.sweep, "sweep orphaned artifacts")
     # Partitions leaving in a rebalance: checkpoint what was applied, so the next owner starts
     # exactly after it.
     source.on_revoke = lambda: trainer.retrying(trainer.checkpoint, "checkpoint")

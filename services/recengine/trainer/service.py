@@ -301,6 +301,15 @@ class Trainer:
         self.metrics.incr("checkpoints")
         return self.c.seq
 
+    def sweep(self) -> int:
+        """Remove what crashed writers left in the artifact store (see
+        :meth:`ArtifactStore.sweep`): anything older than a lease TTL, which is longer than
+        any publish, so no live writer's files go."""
+        removed = self.artifacts.sweep(self.s.lease_ttl_s)
+        if removed:
+            log.info("swept %d orphaned artifacts from the artifact store", removed)
+        return removed
+
     def publish(self) -> int:
         """Publish an embedding version of the current state; returns its number."""
         t0 = time.perf_counter()
@@ -337,6 +346,7 @@ class Trainer:
         self.c.versions_published += 1
         self.c.last_version = number
         self.artifacts.prune_versions(self.s.versions_kept, protect={number})
+        self.sweep()
         self._since_publish = 0
         self._last_publish = time.monotonic()
         self.metrics.timing("publish_ms", (time.perf_counter() - t0) * 1000)
