@@ -183,6 +183,12 @@ class KafkaEventSource(EventSource):
         self.consumer.close()
 
 
+#: The most of a rejected record's bytes a dead letter carries (Kafka's default message limit
+#: is about 1 MB, headers included); a longer one keeps its head and a ``truncated-from``
+#: header with its size.
+DLQ_MAX_VALUE_BYTES = 512 * 1024
+
+
 class KafkaDeadLetter(DeadLetterSink):
     """Rejects to ``<name>.events.dlq``, partition for partition, deduplicated after crashes."""
 
@@ -240,11 +246,16 @@ class KafkaDeadLetter(DeadLetterSink):
             part, off = polled[r.index] if 0 <= r.index < len(polled) else (-1, -1)
             if part >= 0 and off <= done.get(part, -1):
                 continue  # already dead-lettered by a run that crashed before checkpointing
-            self.producer.produce(
-                self.topic, value=r.raw, key=f"{part}:{off}".encode(),
-                partition=part if part >= 0 else -1,
-                headers=[("reason", r.reason.encode()), ("source-partition", str(part).encode()),
-                         ("source-offset", str(off).encode())])
+            headers = [("reason", r.reason.encode()), ("source-partition", str(part).encode()),
+                       ("source-offset", str(off).encode())]
+            value = r.raw
+            if len(value) > DLQ_MAX_VALUE_BYTES:
+                # A record near the broker's size limit would not fit with its headers, and a
+                # reject the DLQ refuses would stop the trainer: its head, and its true size.
+                headers.append(("truncated-from", str(len(value)).encode()))
+                value = value[:DLQ_MAX_VALUE_BYTES]
+            self.producer.produce(self.topic, value=value, key=f"{part}:{off}".encode(),
+                                  partition=part if part >= 0 else -1, headers=headers)
         self.producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:
