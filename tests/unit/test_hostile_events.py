@@ -54,6 +54,11 @@ def hostile_lines(now: float) -> list[tuple[bytes, str]]:
         (('{"user_id":"u1","item_id":"' + "i" * 10_000 + '","ts":1700000000}').encode(),
          "longer than 256"),
         (event.format("1" * 5000).encode(), "invalid JSON"),
+        # Unknown keys are allowed (producers may send more than the schema), but bounded.
+        (('{"user_id":"u1","item_id":"i1","ts":1700000000,"extra":' + "[" * 40 + "]" * 40
+          + "}").encode(), "nested 41 deep"),
+        (('{"user_id":"u1","item_id":"i1","ts":1700000000,"extra":"' + "z" * 70_000
+          + '"}').encode(), "larger than 65536"),
     ]
 
 
