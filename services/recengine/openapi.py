@@ -57,9 +57,14 @@ class Checked:
     def error(self, value: Any, name: str = "") -> falcon.HTTPBadRequest | None:
         """``None`` when ``value`` matches; else a 400 titled ``Bad <name>`` (``name``: the
         parameter, or the body's offending top-level field) saying what is wrong."""
-        if self.validator.is_valid(value):
-            return None
-        error = max(self.validator.iter_errors(value), key=lambda e: len(e.instance_path))
+        try:
+            if self.validator.is_valid(value):
+                return None
+            error = max(self.validator.iter_errors(value), key=lambda e: len(e.instance_path))
+        except ValueError as exc:  # "Recursion limit reached": a value nested too deep
+            return falcon.HTTPBadRequest(title=f"Bad {name or 'request'}",
+                                         description=f"{name or 'body'}: cannot be validated "
+                                         f"({str(exc)[:80]}): nested too deep")
         path = error.instance_path
         description = _describe(error, self.schema, name or "body")
         name = name or (str(path[0]) if path and isinstance(path[0], str) else "request")

@@ -145,6 +145,8 @@ def events_api(tmp_path: Path) -> falcon.testing.TestClient:
 
 
 @pytest.mark.parametrize("body", [b"[" * 5000, b"{" * 5000,
+                                  b"[" * 1000 + b"]" * 1000,  # decodes; too deep to validate
+                                  b'{"events":' + b"[" * 1000 + b"]" * 1000 + b"}",
                                   b'[{"user_id":"u","item_id":"i","ts":1' + b"0" * 400 + b"}]",
                                   b'[{"user_id":"u","item_id":"i","ts":NaN}]',
                                   b'[{"user_id":"u","item_id":"i","ts":Infinity}]',
