@@ -71,7 +71,8 @@ class Limits:
         size = len(raw)
         if size > self.max_bytes:
             raise EventError(f"record of {size} bytes is larger than {self.max_bytes}")
-        depth = nesting_depth(raw.encode() if isinstance(raw, str) else raw)
+        depth = nesting_depth(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str)
+                              else raw)
         if depth > self.max_depth:
             raise EventError(f"record nested {depth} deep, more than {self.max_depth}")
 
@@ -145,10 +146,20 @@ class Rejected:
     """Position of the record in the polled batch it came from (maps it to its offset)."""
 
 
+def _unicode(name: str, text: str) -> str:
+    """``text`` if it is valid Unicode: JSON's ``\\udcff`` escapes decode to lone surrogates,
+    which no store, cache or UTF-8 file can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError(f"{name} holds a lone surrogate (not valid Unicode)") from None
+    return text
+
+
 def _check_id(name: str, value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise EventError(f"{name} must be a string, got {type(value).__name__}")
-    text = str(value).strip()
+    text = _unicode(name, str(value).strip())
     if not text:
         raise EventError(f"{name} is empty")
     if len(text) > MAX_ID_LENGTH:
@@ -213,17 +224,21 @@ def _validate(record: object, limits: Limits) -> Event:
     kind = record.get("event", "view")
     if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_TYPE_LENGTH:
         raise EventError("event must be a non-empty string of at most 64 characters")
+    _unicode("event", kind)
     ts = parse_ts(record.get("ts"), limits.max_ts())
     category = record.get("category")
     if category is not None:
         if not isinstance(category, str) or len(category) > MAX_ID_LENGTH:
             raise EventError("category must be a string of at most 256 characters")
+        _unicode("category", category)
         category = category or None
     metadata = record.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise EventError("metadata must be a JSON object")
     if metadata and object_depth(metadata, limits.max_depth - 1) > limits.max_depth - 1:
         raise EventError(f"metadata nests deeper than {limits.max_depth - 1}")
+    if metadata:
+        _unicode("metadata", json.dumps(metadata, ensure_ascii=False))
     return Event(user, item, kind.strip(), ts, category, metadata or None)
 
 

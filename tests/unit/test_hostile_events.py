@@ -54,6 +54,11 @@ def hostile_lines(now: float) -> list[tuple[bytes, str]]:
         (('{"user_id":"u1","item_id":"' + "i" * 10_000 + '","ts":1700000000}').encode(),
          "longer than 256"),
         (event.format("1" * 5000).encode(), "invalid JSON"),
+        (b'{"user_id":"u\\udcff","item_id":"i1","ts":1700000000}', "lone surrogate"),
+        (b'{"user_id":"u1","item_id":"i1","ts":1700000000,"metadata":{"t":"\\ud83d"}}',
+         "lone surrogate"),
+        (b'{"user_id":"u1","item_id":"i1","ts":1700000000,"category":"\\udc80"}',
+         "lone surrogate"),
         # Unknown keys are allowed (producers may send more than the schema), but bounded.
         (('{"user_id":"u1","item_id":"i1","ts":1700000000,"extra":' + "[" * 40 + "]" * 40
           + "}").encode(), "nested 41 deep"),
@@ -86,6 +91,13 @@ def test_unknown_keys_are_decided_by_the_exact_parser_and_ignored() -> None:
     batch, rejected = Learner(Settings()).decode([line])
     assert len(batch) == 1 and not rejected
     assert parse_json(line).user_id == "u1"
+
+
+def test_escaped_surrogate_pairs_are_characters_on_both_paths() -> None:
+    line = b'{"user_id":"u1","item_id":"i1","ts":1700000000,"metadata":{"t":"\\ud83d\\ude00"}}'
+    assert parse_json(line).metadata == {"t": "\U0001f600"}
+    batch, rejected = Learner(Settings()).decode([line])
+    assert not rejected and batch.item_info == {0: {"t": "\U0001f600"}}
 
 
 def test_the_limits_are_settings() -> None:
@@ -168,12 +180,14 @@ def test_hostile_events_are_rejected_one_by_one(events_api: falcon.testing.TestC
             {"user_id": "u" * 10_000, "item_id": "i1", "ts": T0},
             {"user_id": "u1", "item_id": "i1", "ts": T0, "metadata": {"t": "x" * 70_000}},
             {"user_id": "u1", "item_id": "i1", "ts": T0,
-             "metadata": json.loads('{"a":' * 40 + "1" + "}" * 40)}]
-    resp = events_api.simulate_post("/events", body=json.dumps(body).encode(),
+             "metadata": json.loads('{"a":' * 40 + "1" + "}" * 40)},
+            {"user_id": "u1", "item_id": "i1", "ts": T0, "metadata": {"t": "\udcff"}}]
+    resp = events_api.simulate_post("/events", body=json.dumps(body).encode(),  # ASCII
                                     headers={"Content-Type": "application/json"})
     assert resp.status_code == 202, resp.text
     reasons = {r["index"]: r["reason"] for r in resp.json["rejected"]}
-    assert sorted(reasons) == [1, 2, 3, 4, 5]
+    assert sorted(reasons) == [1, 2, 3, 4, 5, 6]
+    assert "lone surrogate" in reasons[6]
     assert "too large a number" in reasons[1] and "in the future" in reasons[2]
     assert "longer than 256" in reasons[3] and "larger than 65536" in reasons[4]
     assert "nests deeper" in reasons[5]

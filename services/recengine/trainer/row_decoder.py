@@ -39,6 +39,7 @@ trainer, ``recengine eval`` and the bench always do).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -92,6 +93,10 @@ class RowBatch:
 
     def __len__(self) -> int:
         return len(self.users)
+
+
+#: A JSON escape of a UTF-16 surrogate: a lone one is not Unicode (the exact parser decides).
+_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class _Descriptions:
@@ -256,8 +261,9 @@ class RowDecoder:
         for r in np.flatnonzero(desc == NEW).tolist():
             ca, cb, ma, mb = spans[r, CAT:META + 2].tolist()
             try:
-                if ma >= 0 and nesting_depth(data[ma:mb]) >= limits.max_depth:
-                    raise ValueError("nested too deep")
+                if ma >= 0 and (nesting_depth(data[ma:mb]) >= limits.max_depth
+                                or _SURROGATE.search(data, ma, mb)):
+                    raise ValueError("nested too deep, or a surrogate escape")
                 meta = _METADATA.decode(data[ma:mb]) if ma >= 0 else None
             except (msgspec.DecodeError, ValueError, RecursionError):
                 status[r], desc[r] = SLOW, NONE
