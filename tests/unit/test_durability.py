@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from planted_catalog import publish_catalog
+from support.planted_catalog import publish_catalog
 
 from recengine.backends import files
 from recengine.backends.files import FileArtifactStore, FileEventSink, FileLease
