@@ -11,7 +11,7 @@ Both rankers see only the order of the events, so the three clocks give the same
 runs ``recengine eval`` on each stream (a learner whose decays run on seconds differs
 between the clocks).
 
-    python bench/synth_realism.py --events 200000 --scales seconds,minutes,days [--gmf] [--engine]
+    python bench/synth_realism.py --events 200000 --scales seconds,minutes,hours [--gmf] [--engine]
 
 Prints a table, then one JSON object as the last line.
 """
@@ -148,7 +148,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--scales", default="seconds,minutes,days",
+    ap.add_argument("--scales", default="seconds,minutes,hours",
                     help="comma-separated time scales (names or seconds)")
     ap.add_argument("--gmf", action="store_true",
                     help="also measure a naive pointwise GMF, with and without item bias")

@@ -19,6 +19,7 @@ from recengine.synth import (
     CATEGORY_NAMES,
     EVENT_TYPES,
     MALFORMED_KINDS,
+    LATEST_END_TS,
     MAX_ID_LENGTH,
     TIME_SCALES,
     SynthConfig,
@@ -209,28 +210,39 @@ def test_time_scale_only_scales_the_timestamps() -> None:
     a, b = list(generate(fast)), list(generate(slow))
     assert [without_ts(r) for r in a] == [without_ts(r) for r in b]
     ratio = slow.mean_gap_s / fast.mean_gap_s
-    start = fast.start_ts
+    # Each stream from its own first timestamp: the slow one starts earlier, to end in the
+    # past.
+    f0, s0 = fast.first_ts, slow.first_ts
+    assert s0 < f0 == fast.start_ts
     for x, y in zip(a, b, strict=True):
         if isinstance(x, dict) and isinstance(y, dict):
             # Both are rounded to 1/100 s; the fast one's rounding is magnified by the ratio.
-            assert y["ts"] - start == pytest.approx((x["ts"] - start) * ratio, abs=0.01 * ratio)
+            assert y["ts"] - s0 == pytest.approx((x["ts"] - f0) * ratio, abs=0.01 * ratio)
     fast_items = {it["item_id"]: it["release_ts"] for it in catalog(fast)}
     for it in catalog(slow):
         rel = fast_items[it["item_id"]]
         if rel is None:
             assert it["release_ts"] is None
         else:
-            assert it["release_ts"] - start == pytest.approx((rel - start) * ratio, abs=ratio)
+            assert it["release_ts"] - s0 == pytest.approx((rel - f0) * ratio, abs=ratio)
+
+
+def test_a_long_stream_at_a_slow_clock_ends_in_the_past_and_one_too_long_is_refused() -> None:
+    cfg = SynthConfig(events=10_000, users=600, items=400, seed=8, time_scale="days")
+    ts = [r["ts"] for r in generate(cfg) if isinstance(r, dict)]
+    assert 0 < ts[0] < cfg.start_ts and ts[-1] < LATEST_END_TS
+    with pytest.raises(ValueError, match="before 1970"):
+        SynthConfig(events=200_000, time_scale="days")
 
 
 @pytest.mark.parametrize("scale", ["seconds", "minutes", "days", 2.5])
 def test_time_scale_is_the_mean_gap_between_events(scale: str | float) -> None:
-    cfg = SynthConfig(events=20_000, users=600, items=400, seed=8, time_scale=scale)
+    cfg = SynthConfig(events=10_000, users=600, items=400, seed=8, time_scale=scale)
     ts = [r["ts"] for r in generate(cfg) if isinstance(r, dict)]
     gap = (ts[-1] - ts[0]) / (len(ts) - 1)
     expected = TIME_SCALES[scale] if isinstance(scale, str) else scale
     assert 0.8 * expected < gap < 1.25 * expected
-    assert ts == sorted(ts) and ts[0] >= cfg.start_ts
+    assert ts == sorted(ts) and ts[0] >= cfg.first_ts and ts[-1] < LATEST_END_TS
 
 
 def test_time_scale_arguments() -> None:

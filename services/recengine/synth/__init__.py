@@ -57,7 +57,9 @@ A valid event is a dict ``{"user_id": "u123", "item_id": "i456", "event": "view"
 "ts": 1700000123.25}``; on an item's first appearance in the stream, and on a random
 ``metadata_rate`` share of its later events, it also carries ``"category"`` and
 ``"metadata": {"title": ..., "price": ...}``. Timestamps are epoch seconds (float, two
-decimals), non-decreasing, starting at ``start_ts``, on average ``time_scale`` apart.
+decimals), non-decreasing, starting at ``start_ts`` (or earlier, so that a long stream at a
+slow clock still ends before ``LATEST_END_TS``, in the past: the trainer refuses events from
+the future), on average ``time_scale`` apart.
 
 Typical use::
 
@@ -79,6 +81,7 @@ order), ``malformed`` (the broken lines) and ``writers`` (``generate``, ``write_
 from recengine.synth.config import (
     CATEGORY_NAMES,
     EVENT_TYPES,
+    LATEST_END_TS,
     TIME_SCALES,
     SynthConfig,
     parse_time_scale,
@@ -90,6 +93,7 @@ from recengine.synth.writers import SynthSummary, generate, write_stream
 __all__ = [
     "CATEGORY_NAMES",
     "EVENT_TYPES",
+    "LATEST_END_TS",
     "MALFORMED_KINDS",
     "MAX_ID_LENGTH",
     "TIME_SCALES",

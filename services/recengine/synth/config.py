@@ -22,6 +22,9 @@ TIME_SCALES: dict[str, float] = {
 """Named time scales: the mean seconds between consecutive events of the whole stream."""
 
 _LAST_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the latest time an event may carry
+#: Generated streams end by this time (2025-06-15), so none runs into the future, which the
+#: trainer refuses (``event_max_future_s``); fixed, not "now", so a seed's stream never changes.
+LATEST_END_TS = 1_750_000_000.0
 WORLD_DAY = 86_400.0
 """Seconds of a day on the world's own clock (sessions, releases, diurnal cycle, drift)."""
 
@@ -64,7 +67,9 @@ class SynthConfig:
     """Expected share of malformed lines among all lines."""
     seed: int = 7
     start_ts: float = 1_700_000_000.0
-    """Epoch seconds of the stream start; all timestamps are >= this."""
+    """Epoch seconds of the stream start, unless a stream this long at this ``time_scale``
+    would then end after ``LATEST_END_TS``: it then starts early enough to end before it
+    (:attr:`first_ts`)."""
     time_scale: str | float = "seconds"
     """Mean seconds between consecutive events of the whole stream: ``seconds``, ``minutes``,
     ``hours``, ``days`` (1, 60, 3600, 86400) or a number. It only maps the world's clock onto
@@ -123,6 +128,12 @@ class SynthConfig:
         return TIME_SCALES[scale] if isinstance(scale, str) else float(scale)
 
     @property
+    def first_ts(self) -> float:
+        """The stream's first timestamp: ``start_ts``, or earlier so that the stream (its
+        expected span, with a fifth to spare) ends before ``LATEST_END_TS``."""
+        return min(self.start_ts, LATEST_END_TS - 1.2 * self.events * self.mean_gap_s)
+
+    @property
     def clock(self) -> float:
         """Timestamp seconds per second of the world's clock."""
         return self.mean_gap_s * self.events_per_day / WORLD_DAY
@@ -167,6 +178,10 @@ class SynthConfig:
             raise ValueError(f"time_scale must be a positive number of seconds, got {scale!r}")
         if self.start_ts + 2 * self.events * self.mean_gap_s > _LAST_TS:
             raise ValueError("the stream would run past the year 9999: shorten the time_scale")
+        if self.first_ts < 0:
+            raise ValueError(f"{self.events} events {self.mean_gap_s:g} s apart would have to "
+                             "start before 1970 to end in the past: fewer events or a shorter "
+                             "time_scale")
         if self.mean_session_steps < 1.0:
             raise ValueError("mean_session_steps must be >= 1")
         if self.release_burst < 0 or self.drift < 0:

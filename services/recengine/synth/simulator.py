@@ -198,7 +198,7 @@ class Simulator:
         cat_of = [w.category_names[c] for c in w.item_category.tolist()]
         user_ids, item_ids = w.user_ids, w.item_ids
         etypes = EVENT_TYPES
-        start, clock = cfg.start_ts, cfg.clock
+        start, clock = cfg.first_ts, cfg.clock
         emitted = 0
         pend: dict[str, np.ndarray] | None = None
         ws = 0.0

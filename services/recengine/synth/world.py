@@ -211,7 +211,7 @@ def catalog(config: SynthConfig) -> list[dict[str, Any]]:
                 "category": w.category_names[int(w.item_category[i])],
                 "title": w.item_title[i],
                 "price": float(w.item_price[i]),
-                "release_ts": None if rel < 0 else round(config.start_ts + rel * config.clock, 2),
+                "release_ts": None if rel < 0 else round(config.first_ts + rel * config.clock, 2),
                 "cluster": int(w.item_cluster[i]),
             }
         )
