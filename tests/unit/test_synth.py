@@ -18,8 +18,8 @@ from support.knn_reference import knn_recall
 from recengine.synth import (
     CATEGORY_NAMES,
     EVENT_TYPES,
-    MALFORMED_KINDS,
     LATEST_END_TS,
+    MALFORMED_KINDS,
     MAX_ID_LENGTH,
     TIME_SCALES,
     SynthConfig,
