@@ -13,7 +13,6 @@ and fail in CI (CI=true). Figures (build times, sizes, peak storage): images/REA
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import re
@@ -29,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -38,6 +36,7 @@ from support.waiting import wait_for_probe
 
 from recengine.backends.files import FileArtifactStore, FileEventSource
 from recengine.sources import decode
+from recengine.statecodec import decode as decode_state
 from recengine.synth import SynthConfig, write_stream
 from recengine.versions import load_version
 
@@ -397,7 +396,7 @@ def _latest_checkpoint(artifacts: Path) -> tuple[int, dict[str, Any]] | None:
     if latest is None:
         return None
     seq, data = latest
-    return seq, torch.load(io.BytesIO(data), weights_only=False)
+    return seq, decode_state(data)
 
 
 def test_trainer_image_learns_publishes_and_stops_on_sigterm_with_a_final_checkpoint(

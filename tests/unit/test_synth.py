@@ -164,7 +164,7 @@ def test_valid_events_follow_the_schema(
         assert ev["user_id"].startswith("u") and ev["item_id"].startswith("i")
         assert ev["event"] in EVENT_TYPES
         assert isinstance(ev["ts"], float)
-        assert ev["ts"] >= SMALL.start_ts
+        assert ev["ts"] >= SMALL.first_ts
         item = items_by_id[ev["item_id"]]
         if ev["item_id"] not in seen:
             assert "category" in ev and "metadata" in ev, "first appearance carries metadata"
@@ -183,7 +183,7 @@ def test_valid_events_follow_the_schema(
 def test_timestamps_non_decreasing_and_span_days(events: list[dict[str, Any]]) -> None:
     ts = np.array([ev["ts"] for ev in events])
     assert np.all(np.diff(ts) >= 0)
-    assert ts[0] >= SMALL.start_ts and ts[0] < SMALL.start_ts + 3_600
+    assert ts[0] >= SMALL.first_ts and ts[0] < SMALL.first_ts + 3_600
     expected_days = SMALL.events / SMALL.events_per_day
     span_days = (ts[-1] - ts[0]) / 86_400
     assert 0.7 * expected_days < span_days < 1.3 * expected_days
@@ -213,7 +213,7 @@ def test_time_scale_only_scales_the_timestamps() -> None:
     # Each stream from its own first timestamp: the slow one starts earlier, to end in the
     # past.
     f0, s0 = fast.first_ts, slow.first_ts
-    assert s0 < f0 == fast.start_ts
+    assert s0 < f0
     for x, y in zip(a, b, strict=True):
         if isinstance(x, dict) and isinstance(y, dict):
             # Both are rounded to 1/100 s; the fast one's rounding is magnified by the ratio.
@@ -230,7 +230,9 @@ def test_time_scale_only_scales_the_timestamps() -> None:
 def test_a_long_stream_at_a_slow_clock_ends_in_the_past_and_one_too_long_is_refused() -> None:
     cfg = SynthConfig(events=10_000, users=600, items=400, seed=8, time_scale="days")
     ts = [r["ts"] for r in generate(cfg) if isinstance(r, dict)]
-    assert 0 < ts[0] < cfg.start_ts and ts[-1] < LATEST_END_TS
+    assert 0 < cfg.first_ts <= ts[0] and ts[-1] < LATEST_END_TS
+    # A start given explicitly is used as given.
+    assert SynthConfig(events=100, start_ts=1e9).first_ts == 1e9
     with pytest.raises(ValueError, match="before 1970"):
         SynthConfig(events=200_000, time_scale="days")
 

@@ -25,6 +25,8 @@ _LAST_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the latest time an event m
 #: Generated streams end by this time (2025-06-15), so none runs into the future, which the
 #: trainer refuses (``event_max_future_s``); fixed, not "now", so a seed's stream never changes.
 LATEST_END_TS = 1_750_000_000.0
+#: Where a default stream starts (2023-11-14) when that ends it before ``LATEST_END_TS``.
+DEFAULT_START_TS = 1_700_000_000.0
 WORLD_DAY = 86_400.0
 """Seconds of a day on the world's own clock (sessions, releases, diurnal cycle, drift)."""
 
@@ -66,10 +68,10 @@ class SynthConfig:
     malformed_rate: float = 0.005
     """Expected share of malformed lines among all lines."""
     seed: int = 7
-    start_ts: float = 1_700_000_000.0
-    """Epoch seconds of the stream start, unless a stream this long at this ``time_scale``
-    would then end after ``LATEST_END_TS``: it then starts early enough to end before it
-    (:attr:`first_ts`)."""
+    start_ts: float | None = None
+    """Epoch seconds of the stream start. ``None`` (the default): ``DEFAULT_START_TS``, or
+    earlier when a stream this long at this ``time_scale`` would then end after
+    ``LATEST_END_TS`` (:attr:`first_ts`). A number is used as given."""
     time_scale: str | float = "seconds"
     """Mean seconds between consecutive events of the whole stream: ``seconds``, ``minutes``,
     ``hours``, ``days`` (1, 60, 3600, 86400) or a number. It only maps the world's clock onto
@@ -129,9 +131,12 @@ class SynthConfig:
 
     @property
     def first_ts(self) -> float:
-        """The stream's first timestamp: ``start_ts``, or earlier so that the stream (its
-        expected span, with a fifth to spare) ends before ``LATEST_END_TS``."""
-        return min(self.start_ts, LATEST_END_TS - 1.2 * self.events * self.mean_gap_s)
+        """The stream's first timestamp: ``start_ts`` when given, else ``DEFAULT_START_TS`` or
+        earlier, so that the stream (its expected span, with a fifth to spare) ends before
+        ``LATEST_END_TS``."""
+        if self.start_ts is not None:
+            return self.start_ts
+        return min(DEFAULT_START_TS, LATEST_END_TS - 1.2 * self.events * self.mean_gap_s)
 
     @property
     def clock(self) -> float:
@@ -176,7 +181,7 @@ class SynthConfig:
             raise ValueError(f"time_scale must be a name or a number, got {scale!r}")
         elif not (math.isfinite(scale) and scale > 0):
             raise ValueError(f"time_scale must be a positive number of seconds, got {scale!r}")
-        if self.start_ts + 2 * self.events * self.mean_gap_s > _LAST_TS:
+        if self.first_ts + 2 * self.events * self.mean_gap_s > _LAST_TS:
             raise ValueError("the stream would run past the year 9999: shorten the time_scale")
         if self.first_ts < 0:
             raise ValueError(f"{self.events} events {self.mean_gap_s:g} s apart would have to "
@@ -186,7 +191,8 @@ class SynthConfig:
             raise ValueError("mean_session_steps must be >= 1")
         if self.release_burst < 0 or self.drift < 0:
             raise ValueError("release_burst and drift must be >= 0")
-        if not (math.isfinite(self.start_ts) and self.start_ts >= 0):
+        if self.start_ts is not None and not (math.isfinite(self.start_ts)
+                                              and self.start_ts >= 0):
             raise ValueError("start_ts must be a finite number >= 0")
         probs = self.event_type_probs
         if len(probs) != len(EVENT_TYPES) or min(probs) < 0 or not math.isclose(sum(probs), 1):
