@@ -19,4 +19,5 @@ Helpers:
 * ``planted_catalog``  a small embedding version with known answers (app tests).
 * ``kube_objects``     plain-dict Deployments, manifests and specs (operator tests).
 * ``knn_reference``    reference recall@10 of two simple rankers (generator tests).
+* ``learning``         settings of a small, fully evaluated learner (learner tests).
 """

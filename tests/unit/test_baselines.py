@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from support.learning import small_learner_settings
 
 from recengine.config import Settings
 from recengine.events import Event, EventBatch
@@ -16,11 +17,7 @@ T0 = 1_700_000_000.0
 
 
 def _settings(**changes: object) -> Settings:
-    base = {"dim": 8, "initial_users": 16, "initial_items": 16, "negatives": 4,
-            "eval_sample": 1.0, "eval_k": 2, "eval_window": 1000, "candidates": 10,
-            "recent_items": 5, "neighbours": 10, "popularity_capacity": 200}
-    base.update(changes)
-    return Settings.load(base, env={})
+    return small_learner_settings(**{"negatives": 4, "eval_k": 2, "candidates": 10, **changes})
 
 
 def test_all_time_counts_are_exact_and_ties_go_to_the_lower_row() -> None:

@@ -6,6 +6,7 @@ from itertools import pairwise
 
 import numpy as np
 import pytest
+from support.learning import small_learner_settings
 
 from recengine.config import Settings
 from recengine.events import Event, EventBatch
@@ -16,11 +17,7 @@ T0 = 1_700_000_000.0
 
 
 def _settings(**changes: object) -> Settings:
-    base = {"dim": 8, "initial_users": 16, "initial_items": 16, "negatives": 16,
-            "eval_sample": 1.0, "eval_k": 10, "eval_window": 1000, "candidates": 50,
-            "recent_items": 5, "neighbours": 10, "popularity_capacity": 200}
-    base.update(changes)
-    return Settings.load(base, env={})
+    return small_learner_settings(**changes)
 
 
 def _sequential_stream(n_users: int = 60, steps: int = 30, seed: int = 0) -> list[Event]:
